@@ -1,0 +1,42 @@
+"""agentdiff-coordination: locks, limits and events for AI agents.
+
+``@coordinate`` gives any agent step a named lock and lifecycle events, ``@when`` reacts
+to events, ``emit`` publishes them. One process by default; many on Redis.
+"""
+
+from .core.config import configure, configure_broker
+from .core.coordinate import coordinate
+from .core.errors import (
+    BackendError,
+    BackendUnavailableError,
+    CoordinationError,
+    CoordinationTimeoutError,
+    LeaseLostError,
+    LockNotHeldError,
+)
+from .core.events import DeadLetter, Event, current_event, dead_letters, drain, emit, unsubscribe, wait_for, when
+from .core.locks import lock
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "CoordinationError",
+    "CoordinationTimeoutError",
+    "DeadLetter",
+    "Event",
+    "LeaseLostError",
+    "LockNotHeldError",
+    "configure",
+    "configure_broker",
+    "coordinate",
+    "current_event",
+    "dead_letters",
+    "drain",
+    "emit",
+    "lock",
+    "unsubscribe",
+    "wait_for",
+    "when",
+]

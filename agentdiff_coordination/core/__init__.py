@@ -1,0 +1,1 @@
+"""The framework-agnostic core: locks, limits, events and ``coordinate`` on a backend."""

@@ -1,0 +1,232 @@
+"""The in-memory backend: one process, every thread and every event loop.
+
+The reference implementation of the backend protocol. One mutex guards all lock
+state; a name nobody holds or waits for has no state at all, so a million distinct
+names leave nothing behind. Ownership passes from the releasing holder straight to
+the first waiter (sync or async alike), so waiters are served strictly in arrival
+order and a released lock can never be barged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CoordinationTimeoutError, LockNotHeldError
+from .base import Backend, LockGrant
+
+if TYPE_CHECKING:
+    from ..events import Event
+
+__all__ = ["MemoryBackend"]
+
+
+class _Waiter:
+    """One queued acquirer. ``grant`` is set under the backend mutex when served."""
+
+    __slots__ = ("holder", "grant", "cancelled", "wake", "loop", "future")
+
+    def __init__(self, holder: str | None) -> None:
+        self.holder = holder
+        self.grant: LockGrant | None = None
+        self.cancelled = False
+        # sync waiters block on a pre-acquired lock; async ones await a future
+        self.wake: threading.Lock | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[None] | None = None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class MemoryBackend(Backend):
+    """Locks, limits and events for the threads and event loops of this process."""
+
+    shared = False
+    nonblocking_release = True
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._mutex = threading.Lock()
+        self._grants: dict[str, LockGrant] = {}  # name -> current grant
+        self._queues: dict[str, deque[_Waiter]] = {}  # name -> waiters, only while contended
+        self._fencing = itertools.count(1)
+
+    # -- locks -------------------------------------------------------------------
+    def _timeout_error(self, name: str, timeout: float | None) -> CoordinationTimeoutError:
+        grant = self._grants.get(name)  # under the mutex
+        holder = grant.describe() if grant is not None else None
+        return CoordinationTimeoutError(
+            f"lock {name!r} was not acquired within {timeout}s; it is held by {holder or 'nobody now'}",
+            resource=name,
+            holder=holder,
+            timeout=timeout,
+        )
+
+    def _enqueue(self, name: str, waiter: _Waiter) -> None:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = deque()
+        queue.append(waiter)
+
+    def _discard(self, name: str, waiter: _Waiter) -> None:
+        """Under the mutex: drop a waiter that gave up."""
+        waiter.cancelled = True
+        queue = self._queues.get(name)
+        if queue is not None:
+            try:
+                queue.remove(waiter)
+            except ValueError:
+                pass
+            if not queue:
+                del self._queues[name]
+
+    def try_acquire_lock(self, name: str, holder: str | None) -> LockGrant | None:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if name in self._grants:
+                return None
+            n = next(self._fencing)
+            grant = self._grants[name] = LockGrant(name, n, n, holder)
+            return grant
+        finally:
+            mutex.release()
+
+    def acquire_lock(self, name: str, holder: str | None, timeout: float | None) -> LockGrant:
+        mutex = self._mutex
+        mutex.acquire()
+        if name not in self._grants:
+            n = next(self._fencing)
+            grant = self._grants[name] = LockGrant(name, n, n, holder)
+            mutex.release()
+            return grant
+        mutex.release()
+        with self._mutex:
+            if name not in self._grants:
+                n = next(self._fencing)
+                grant = self._grants[name] = LockGrant(name, n, n, holder)
+                return grant
+            if timeout == 0:
+                raise self._timeout_error(name, timeout)
+            waiter = _Waiter(holder)
+            waiter.wake = wake = threading.Lock()
+            wake.acquire()
+            self._enqueue(name, waiter)
+        try:
+            got = wake.acquire(timeout=-1 if timeout is None else timeout)
+        except BaseException:
+            # interrupted (KeyboardInterrupt): leave the queue, or pass on a grant that raced in
+            self._abandon(name, waiter)
+            raise
+        if not got:
+            with self._mutex:
+                if waiter.grant is None:
+                    self._discard(name, waiter)
+                    raise self._timeout_error(name, timeout)
+        # served (possibly just as the timeout fired: then the grant is ours anyway)
+        assert waiter.grant is not None
+        return waiter.grant
+
+    async def acquire_lock_async(self, name: str, holder: str | None, timeout: float | None) -> LockGrant:
+        with self._mutex:
+            if name not in self._grants:
+                n = next(self._fencing)
+                grant = self._grants[name] = LockGrant(name, n, n, holder)
+                return grant
+            if timeout == 0:
+                raise self._timeout_error(name, timeout)
+            loop = asyncio.get_running_loop()
+            waiter = _Waiter(holder)
+            waiter.loop = loop
+            waiter.future = future = loop.create_future()
+            self._enqueue(name, waiter)
+        try:
+            if timeout is None:
+                await future
+            else:
+                await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            with self._mutex:
+                if waiter.grant is None:
+                    self._discard(name, waiter)
+                    raise self._timeout_error(name, timeout) from None
+        except BaseException:
+            self._abandon(name, waiter)
+            raise
+        assert waiter.grant is not None
+        return waiter.grant
+
+    def _abandon(self, name: str, waiter: _Waiter) -> None:
+        """A waiter gives up (cancelled, interrupted): leave the queue or hand on its grant."""
+        with self._mutex:
+            grant = waiter.grant
+            if grant is None:
+                self._discard(name, waiter)
+        if grant is not None:
+            self.release_lock(grant)
+
+    def release_lock(self, grant: LockGrant) -> None:
+        name = grant.name
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if self._grants.get(name) is not grant:
+                raise LockNotHeldError(f"lock {name!r} is not held by this grant (fencing {grant.fencing})")
+            queue = self._queues.get(name)
+            if not queue:
+                del self._grants[name]
+                return
+        finally:
+            mutex.release()
+        self._hand_on(grant)
+
+    def _hand_on(self, grant: LockGrant) -> None:
+        """Give a contended lock to its first live waiter (or free it)."""
+        name = grant.name
+        with self._mutex:
+            if self._grants.get(name) is not grant:
+                raise LockNotHeldError(f"lock {name!r} is not held by this grant (fencing {grant.fencing})")
+            queue = self._queues.get(name)
+            while queue:
+                waiter = queue.popleft()
+                if not queue:
+                    del self._queues[name]
+                if waiter.cancelled:
+                    continue
+                n = next(self._fencing)
+                new = LockGrant(name, n, n, waiter.holder)
+                if waiter.wake is not None:
+                    self._grants[name] = waiter.grant = new
+                    waiter.wake.release()
+                    return
+                assert waiter.loop is not None and waiter.future is not None
+                try:
+                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+                except RuntimeError:
+                    continue  # the waiter's event loop is closed: nobody will take this grant
+                self._grants[name] = waiter.grant = new
+                return
+            del self._grants[name]
+
+    def lock_holder(self, name: str) -> str | None:
+        with self._mutex:
+            grant = self._grants.get(name)
+            return grant.describe() if grant is not None else None
+
+    # -- events ------------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        self._bus.dispatch_local(event)
+
+    # -- diagnostics -------------------------------------------------------------
+    def statistics(self) -> dict[str, Any]:
+        with self._mutex:
+            return {
+                "locks_held": len(self._grants),
+                "lock_waiters": sum(len(q) for q in self._queues.values()),
+            }

@@ -1,0 +1,410 @@
+"""``@coordinate``: a named step that takes its locks (and limit) and reports its lifecycle.
+
+``@coordinate("NAME", lock_name=...)`` emits, per call, with one ``run_id``:
+
+- ``NAME_started``   ``{"args", "kwargs", "timestamp", "run_id"}``
+- ``NAME_complete``  ``{"result", "timestamp", "duration", "run_id"}``
+- ``NAME_failed``    ``{"error", "error_type", "timestamp", "duration", "run_id"}``
+- ``NAME_cancelled`` ``{"error_type", "timestamp", "duration", "run_id"}`` (task cancelled,
+  ``KeyboardInterrupt``, generator closed early)
+
+The lock is released before ``_complete``/``_failed`` is emitted, so a handler may take
+the same lock. The step's own exception is re-raised unchanged. A payload is built only
+when someone listens for that event: a step nobody watches costs a lock and a clock read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from . import events as _events
+from . import locks as _locks
+from .events import bus, check_name, check_timeout
+
+__all__ = ["Coordinator", "Run", "coordinate"]
+
+logger = logging.getLogger("agentdiff_coordination")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: exceptions that mean "stopped from outside", reported as ``NAME_cancelled``
+CANCELLED: tuple[type[BaseException], ...] = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
+
+_run_ids = itertools.count(1)
+
+
+def _new_run_id() -> str:
+    return f"run-{_events._id_prefix}{next(_run_ids)}"
+
+
+@dataclass(frozen=True, eq=False)
+class Coordinator:
+    """What ``@coordinate(...)`` applies to a step: its name, locks, timeout and limit.
+
+    Adapters call ``call``/``acall``/``run`` to coordinate framework objects the same
+    way the decorator coordinates functions. ``passthrough`` exceptions (a framework's
+    control flow, such as a graph interrupt) end the run as ``NAME_interrupted``, not
+    as a failure; ``meta`` adds fields to every lifecycle payload.
+    """
+
+    name: str
+    locks: tuple[str, ...] = ()
+    timeout: float | None = None
+    limit: str | None = None
+    passthrough: tuple[type[BaseException], ...] = ()
+    meta: Callable[[], dict[str, Any]] | None = None
+    started: str = field(init=False)
+    complete: str = field(init=False)
+    failed: str = field(init=False)
+    cancelled: str = field(init=False)
+    interrupted: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "started", f"{self.name}_started")
+        set_(self, "complete", f"{self.name}_complete")
+        set_(self, "failed", f"{self.name}_failed")
+        set_(self, "cancelled", f"{self.name}_cancelled")
+        set_(self, "interrupted", f"{self.name}_interrupted")
+
+    def replace(self, **changes: Any) -> Coordinator:
+        """A copy with some fields changed (the event names follow ``name``)."""
+        return replace(self, **changes)
+
+    # -- applying ------------------------------------------------------------------
+    def __call__(self, obj: F) -> F:
+        from ..adapters.registry import wrap_with_plugins
+
+        wrapped = wrap_with_plugins(obj, self)
+        if wrapped is not None:
+            return cast(F, wrapped)
+        return self.wrap_callable(obj)
+
+    def wrap_callable(self, obj: F) -> F:
+        """Wrap a plain callable (function, method, generator, callable object)."""
+        if isinstance(obj, (classmethod, staticmethod)):
+            return cast(F, type(obj)(self.wrap_callable(obj.__func__)))
+        if inspect.isasyncgenfunction(obj):
+            wrapper: Callable[..., Any] = _async_gen_wrapper(self, obj)
+        elif inspect.isgeneratorfunction(obj):
+            wrapper = _gen_wrapper(self, obj)
+        elif _is_async_callable(obj):
+            wrapper = _async_wrapper(self, obj)
+        elif callable(obj):
+            wrapper = _sync_wrapper(self, obj)
+        else:
+            raise TypeError(
+                f"@coordinate({self.name!r}) cannot wrap {type(obj).__name__} {obj!r}: it is not callable "
+                "and no installed adapter recognises it"
+            )
+        wrapper.__agentdiff_coordinator__ = self  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` coordinated (locks, limit, lifecycle events)."""
+        with Run(self, args, kwargs) as run:
+            run.result = fn(*args, **kwargs)
+        return run.result
+
+    async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Await ``fn(*args, **kwargs)`` coordinated, without blocking the loop while waiting."""
+        async with Run(self, args, kwargs) as run:
+            run.result = await fn(*args, **kwargs)
+        return run.result
+
+    def run(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Run:
+        """A coordinated run to enter by hand: ``with coordinator.run(...) as run: run.result = ...``."""
+        return Run(self, args, kwargs or {})
+
+
+def _is_async_callable(obj: Any) -> bool:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(obj, "__call__", None)
+    return not inspect.isclass(obj) and call is not None and inspect.iscoroutinefunction(call)
+
+
+# -- lifecycle payloads (built only when someone listens) ------------------------------
+
+
+def _payload(c: Coordinator, data: dict[str, Any]) -> dict[str, Any]:
+    if c.meta is not None:
+        try:
+            extra = c.meta()
+        except Exception:
+            logger.exception("metadata of coordinated step %r could not be read", c.name)
+        else:
+            for key, value in extra.items():
+                data.setdefault(key, value)
+    return data
+
+
+def _started(c: Coordinator, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Emit ``NAME_started`` if anyone listens; the run id, made only when needed."""
+    b = _events._bus or bus()
+    if not b.interested(c.started):
+        return None
+    run_id = _new_run_id()
+    b.emit(
+        c.started,
+        _payload(c, {"args": args, "kwargs": kwargs, "timestamp": time.time(), "run_id": run_id}),
+        c.name,
+    )
+    return run_id
+
+
+def _completed(c: Coordinator, run_id: str | None, t0: float, result: Any) -> None:
+    b = _events._bus or bus()
+    if b.interested(c.complete):
+        duration = time.perf_counter() - t0
+        b.emit(
+            c.complete,
+            _payload(c, {"result": result, "timestamp": time.time(), "duration": duration,
+                         "run_id": run_id or _new_run_id()}),
+            c.name,
+        )
+
+
+def _ended_by(c: Coordinator, run_id: str | None, t0: float, exc: BaseException) -> None:
+    """Emit ``_failed``, ``_cancelled`` or ``_interrupted`` for ``exc``; never raises."""
+    try:
+        if isinstance(exc, c.passthrough):
+            name = c.interrupted
+        elif isinstance(exc, CANCELLED):
+            name = c.cancelled
+        else:
+            name = c.failed
+        b = bus()
+        if not b.interested(name):
+            return
+        data = {"error_type": type(exc).__name__, "timestamp": time.time(),
+                "duration": time.perf_counter() - t0, "run_id": run_id or _new_run_id()}
+        if name == c.failed:
+            data["error"] = str(exc)
+        b.emit(name, _payload(c, data), c.name)
+    except Exception:
+        logger.exception("could not report the end of coordinated step %r", c.name)
+
+
+def _release_quietly(owner: object, c: Coordinator, original: BaseException) -> None:
+    """Release after the step raised: a release error is logged, the step's error wins."""
+    try:
+        _locks.release_sync(owner)
+    except Exception:
+        logger.exception("releasing %s after %r raised %s also failed", c.locks, c.name, type(original).__name__)
+
+
+async def _arelease_quietly(owner: object, c: Coordinator, original: BaseException) -> None:
+    try:
+        await _locks.release_async(owner)
+    except Exception:
+        logger.exception("releasing %s after %r raised %s also failed", c.locks, c.name, type(original).__name__)
+
+
+# -- wrappers --------------------------------------------------------------------------
+
+
+def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
+    names, timeout, holder = c.locks, c.timeout, c.name
+    acquire, release = _locks.acquire_sync, _locks.release_sync
+    perf = time.perf_counter
+
+    @functools.wraps(fn)
+    def coordinated(*args: Any, **kwargs: Any) -> Any:
+        run_id = _started(c, args, kwargs)
+        t0 = perf()
+        if names:
+            acquire(names, timeout, holder, c)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            if names:
+                _release_quietly(c, c, exc)
+            _ended_by(c, run_id, t0, exc)
+            raise
+        if names:
+            try:
+                release(c)
+            except BaseException as exc:  # a lost lease: the run did not end well
+                _ended_by(c, run_id, t0, exc)
+                raise
+        _completed(c, run_id, t0, result)
+        return result
+
+    return coordinated
+
+
+def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
+    names, timeout, holder = c.locks, c.timeout, c.name
+    acquire, release = _locks.acquire_async, _locks.release_async
+    perf = time.perf_counter
+
+    @functools.wraps(fn)
+    async def coordinated(*args: Any, **kwargs: Any) -> Any:
+        run_id = _started(c, args, kwargs)
+        t0 = perf()
+        if names:
+            await acquire(names, timeout, holder, c)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            if names:
+                await _arelease_quietly(c, c, exc)
+            _ended_by(c, run_id, t0, exc)
+            raise
+        if names:
+            try:
+                await release(c)
+            except BaseException as exc:
+                _ended_by(c, run_id, t0, exc)
+                raise
+        _completed(c, run_id, t0, result)
+        return result
+
+    return coordinated
+
+
+def _gen_wrapper(c: Coordinator, fn: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def coordinated(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        with Run(c, args, kwargs) as run:
+            run.result = yield from fn(*args, **kwargs)
+        return run.result
+
+    return coordinated
+
+
+def _async_gen_wrapper(c: Coordinator, fn: Callable[..., AsyncGenerator[Any, Any]]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def coordinated(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        async with Run(c, args, kwargs):
+            agen = fn(*args, **kwargs)
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                try:
+                    if thrown is not None:
+                        error, thrown = thrown, None
+                        item = await agen.athrow(error)
+                    else:
+                        item = await agen.asend(sent)
+                except StopAsyncIteration:
+                    break
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+
+    return coordinated
+
+
+class Run:
+    """One coordinated run, entered with ``with`` or ``async with``.
+
+    Entering emits ``NAME_started`` and takes the locks; leaving releases them and
+    emits how the run ended. Set ``run.result`` before leaving to report it.
+    """
+
+    __slots__ = ("coordinator", "args", "kwargs", "run_id", "result", "_t0", "_held")
+
+    def __init__(self, coordinator: Coordinator, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
+        self.coordinator = coordinator
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.run_id: str | None = None
+        self.result: Any = None
+        self._t0 = 0.0
+        self._held = False
+
+    def __enter__(self) -> Run:
+        c = self.coordinator
+        self.run_id = _started(c, self.args, self.kwargs)
+        self._t0 = time.perf_counter()
+        if c.locks:
+            _locks.acquire_sync(c.locks, c.timeout, c.name, self)
+            self._held = True
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        c = self.coordinator
+        held, self._held = self._held, False
+        if exc is not None:
+            if held:
+                try:
+                    _locks.release_sync(self)
+                except Exception:
+                    logger.exception("releasing %s after %r raised also failed", c.locks, c.name)
+            _ended_by(c, self.run_id, self._t0, exc)
+            return
+        if held:
+            try:
+                _locks.release_sync(self)
+            except BaseException as error:
+                _ended_by(c, self.run_id, self._t0, error)
+                raise
+        _completed(c, self.run_id, self._t0, self.result)
+
+    async def __aenter__(self) -> Run:
+        c = self.coordinator
+        self.run_id = _started(c, self.args, self.kwargs)
+        self._t0 = time.perf_counter()
+        if c.locks:
+            await _locks.acquire_async(c.locks, c.timeout, c.name, self)
+            self._held = True
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        c = self.coordinator
+        held, self._held = self._held, False
+        if exc is not None:
+            if held:
+                try:
+                    await _locks.release_async(self)
+                except Exception:
+                    logger.exception("releasing %s after %r raised also failed", c.locks, c.name)
+            _ended_by(c, self.run_id, self._t0, exc)
+            return
+        if held:
+            try:
+                await _locks.release_async(self)
+            except BaseException as error:
+                _ended_by(c, self.run_id, self._t0, error)
+                raise
+        _completed(c, self.run_id, self._t0, self.result)
+
+
+def coordinate(
+    name: str,
+    lock_name: str | Iterable[str] | None = None,
+    *,
+    timeout: float | None = None,
+    limit: str | None = None,
+) -> Coordinator:
+    """Coordinate a step: take ``lock_name`` (one name or several, all or none) around
+    each call, and emit ``NAME_started`` / ``NAME_complete`` / ``NAME_failed``.
+
+    Works on sync and async functions, methods, generators, and through adapters on
+    LangGraph nodes, CrewAI tasks and AutoGen agents. ``timeout`` bounds the wait for the
+    lock (``CoordinationTimeoutError`` names the lock and its holder); ``limit`` names a
+    rate or concurrency limit taken around each call.
+    """
+    check_name(name, "coordinate() name")
+    locks = () if lock_name is None else _locks.normalize_names(lock_name)
+    seconds = check_timeout(timeout)
+    if limit is not None:
+        check_name(limit, "limit name")
+    return Coordinator(name, locks, seconds, limit)

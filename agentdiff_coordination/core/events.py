@@ -1,0 +1,763 @@
+"""Events: ``emit``, ``@when`` handlers, ``wait_for`` and ``drain``.
+
+Handlers run off the emitter's call stack: sync handlers on worker threads, async
+handlers on an event loop (the one that was running where ``@when`` was applied
+while it runs, else one the bus owns). Each subscription has its own queue and
+handles its events one at a time in emit order; different subscriptions run in
+parallel. A handler that raises is logged with its traceback, retried, then kept
+as a dead letter; the emitter and the other handlers never see its failure.
+
+The bus counts deliveries not yet handled, so ``drain()`` can wait for a whole
+chain of handlers that emit further events, and the interpreter drains (bounded)
+at exit so a script that emits and returns still runs its handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import inspect
+import itertools
+import logging
+import os
+import queue
+import re
+import secrets
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from .errors import CoordinationError, CoordinationTimeoutError
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+__all__ = [
+    "Bus",
+    "DeadLetter",
+    "Event",
+    "Subscription",
+    "bus",
+    "current_event",
+    "dead_letters",
+    "drain",
+    "emit",
+    "unsubscribe",
+    "wait_for",
+    "when",
+]
+
+logger = logging.getLogger("agentdiff_coordination")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event: its ``name``, its ``data`` (what handlers receive), a unique ``id``,
+    the ``sender`` given to ``emit`` (or the coordinated step's name) and the wall
+    ``timestamp`` at emit."""
+
+    name: str
+    data: Any
+    id: str
+    sender: str | None
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a handler could not handle after all its attempts."""
+
+    event: Event
+    handler: str
+    error: BaseException
+    traceback: str
+    attempts: int
+
+
+_current_event: ContextVar[Event | None] = ContextVar("agentdiff_current_event", default=None)
+
+
+def current_event() -> Event | None:
+    """The event being handled, inside a handler (its name, id, sender, time); else None."""
+    return _current_event.get()
+
+
+# Event ids: a per-process random prefix and a counter; cheap, unique across processes.
+_id_prefix = secrets.token_hex(4) + "-"
+_ids = itertools.count(1)
+
+
+def _new_prefix() -> None:  # after fork, the child gets its own prefix
+    global _id_prefix, _ids
+    _id_prefix = secrets.token_hex(4) + "-"
+    _ids = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_prefix)
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` as a name, or a clear error naming ``what`` it was meant to be."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__} ({value!r})")
+    if not value or value.strip() != value:
+        raise ValueError(f"{what} must be a non-empty string without surrounding spaces, not {value!r}")
+    return value
+
+
+def check_timeout(timeout: object, what: str = "timeout") -> float | None:
+    """``timeout`` as seconds (None waits forever), or a clear error."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0 or timeout != timeout:
+        raise ValueError(f"{what} must be >= 0 seconds (or None to wait forever), not {timeout!r}")
+    return float(timeout)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}.{qualname}"
+
+
+class Subscription:
+    """A pattern and what to do with the events that match it.
+
+    ``group`` names the subscription across processes: on a shared backend, the
+    processes that subscribe with one group share its events (each event is handled
+    once per group, at least once).
+    """
+
+    __slots__ = (
+        "pattern", "handler", "group", "retries", "retry_delay", "is_async", "loop",
+        "_exact", "_regex", "queue", "running", "active", "__weakref__",
+    )
+
+    kind = "handler"
+
+    def __init__(
+        self,
+        pattern: str,
+        handler: Callable[[Any], Any] | None,
+        *,
+        group: str | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.pattern = pattern
+        self.handler = handler
+        self.group = group or (f"{_callable_name(handler)}:{pattern}" if handler is not None else pattern)
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.is_async = handler is not None and (
+            inspect.iscoroutinefunction(handler)
+            or inspect.iscoroutinefunction(getattr(handler, "__call__", None))
+        )
+        self.loop = loop
+        self._exact = not any(c in pattern for c in "*?[")
+        self._regex = None if self._exact else re.compile(fnmatch.translate(pattern))
+        self.queue: deque[tuple[Event, Callable[[], None] | None]] = deque()
+        self.running = False
+        self.active = True
+
+    def matches(self, name: str) -> bool:
+        if self._exact:
+            return name == self.pattern
+        assert self._regex is not None
+        return self._regex.match(name) is not None
+
+    def deliver(self, event: Event, ack: Callable[[], None] | None = None) -> None:
+        """Queue ``event`` for this subscription's handler (``ack`` runs once it is handled)."""
+        bus().deliver(self, event, ack)
+
+    def cancel(self) -> None:
+        """Stop receiving events; events already queued are still handled."""
+        bus().remove(self)
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.pattern!r} -> {self.group}>"
+
+
+class _Waiter(Subscription):
+    """A one-shot subscription behind ``wait_for``: resolves on the first match."""
+
+    __slots__ = ("_done", "_event", "_future", "_mutex")
+    kind = "waiter"
+
+    def __init__(self, pattern: str, loop: asyncio.AbstractEventLoop | None) -> None:
+        super().__init__(pattern, None, group=f"wait_for:{pattern}")
+        self._mutex = threading.Lock()
+        self._event: Event | None = None
+        self._done = threading.Event()
+        self._future: asyncio.Future[Event] | None = loop.create_future() if loop is not None else None
+
+    def deliver(self, event: Event, ack: Callable[[], None] | None = None) -> None:
+        with self._mutex:
+            if self._event is not None:
+                return
+            self._event = event
+        self._done.set()
+        fut = self._future
+        if fut is not None:
+            try:
+                fut.get_loop().call_soon_threadsafe(_set_future, fut, event)
+            except RuntimeError:
+                pass  # the waiting loop is gone; nobody waits any more
+        if ack is not None:
+            ack()
+
+
+def _set_future(fut: asyncio.Future[Event], event: Event) -> None:
+    if not fut.done():
+        fut.set_result(event)
+
+
+class _Workers:
+    """Daemon worker threads, made on demand up to a cap and retired when idle."""
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._mutex = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # workers blocked in get() minus tasks already promised to them
+        self.idents: set[int] = set()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._queue.put(task)
+        with self._mutex:
+            if self._idle > 0:
+                self._idle -= 1
+                return
+            if self._threads >= self._cap:
+                return  # queued: a busy worker takes it when done
+            self._threads += 1
+        threading.Thread(target=self._work, name=f"agentdiff-handler-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        self.idents.add(threading.get_ident())
+        try:
+            while True:
+                try:
+                    task = self._queue.get(timeout=self.IDLE_SECONDS)
+                except queue.Empty:
+                    with self._mutex:
+                        if self._idle > 0:
+                            self._idle -= 1
+                            self._threads -= 1
+                            return
+                    continue  # a task was promised to this worker: wait for it
+                task()
+                with self._mutex:
+                    self._idle += 1
+        finally:
+            self.idents.discard(threading.get_ident())
+
+
+class Bus:
+    """The process's event bus: subscriptions, delivery, accounting for ``drain``."""
+
+    CACHE_LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._idle = threading.Condition(self._mutex)
+        self._subs: list[Subscription] = []
+        self._cache: dict[str, tuple[Subscription, ...]] = {}
+        self._pending = 0
+        self._backend: Backend | None = None
+        self._workers: _Workers | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dead: deque[DeadLetter] = deque()
+        self._dead_dropped = 0
+        self._exit_hook = False
+
+    # -- backend -----------------------------------------------------------------
+    def attach(self, backend: Backend) -> None:
+        """Make ``backend`` carry this bus's events; existing subscriptions move to it."""
+        backend.bind(self)
+        with self._mutex:
+            self._backend = backend
+            subs = list(self._subs)
+        for sub in subs:
+            backend.subscribe(sub)
+
+    @property
+    def backend(self) -> Backend:
+        b = self._backend
+        if b is None:
+            from .config import get_backend
+
+            b = get_backend()
+        return b
+
+    # -- subscriptions -----------------------------------------------------------
+    def add(self, sub: Subscription) -> Subscription:
+        backend = self.backend
+        with self._mutex:
+            self._subs.append(sub)
+            self._cache.clear()
+        backend.subscribe(sub)
+        return sub
+
+    def remove(self, sub: Subscription) -> None:
+        with self._mutex:
+            if not sub.active:
+                return
+            sub.active = False
+            try:
+                self._subs.remove(sub)
+            except ValueError:
+                pass
+            self._cache.clear()
+        if self._backend is not None:
+            self._backend.unsubscribe(sub)
+
+    def subscriptions(self) -> list[Subscription]:
+        with self._mutex:
+            return list(self._subs)
+
+    def matching(self, name: str) -> tuple[Subscription, ...]:
+        """The local subscriptions whose pattern matches ``name`` (cached)."""
+        subs = self._cache.get(name)
+        if subs is None:
+            with self._mutex:
+                subs = tuple(s for s in self._subs if s.matches(name))
+                if len(self._cache) >= self.CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[name] = subs
+        return subs
+
+    def interested(self, name: str) -> bool:
+        """Whether an event named ``name`` could reach anyone (cheap; for lazy payloads)."""
+        subs = self._cache.get(name)
+        if subs is None:
+            subs = self.matching(name)
+        if subs:
+            return True
+        return (self._backend or self.backend).shared
+
+    # -- emitting ----------------------------------------------------------------
+    def emit(self, name: str, data: Any = None, sender: str | None = None) -> str:
+        if type(name) is not str or not name:
+            check_name(name, "event name")
+        event_id = _id_prefix + str(next(_ids))
+        subs = self._cache.get(name)
+        backend = self._backend or self.backend
+        if not subs and not backend.shared and not (subs is None and self.matching(name)):
+            return event_id
+        if sender is not None and type(sender) is not str:
+            raise TypeError(f"sender must be a string or None, not {sender!r}")
+        backend.publish(Event(name, data, event_id, sender, time.time()))
+        return event_id
+
+    def dispatch_local(self, event: Event) -> None:
+        """Hand ``event`` to every local subscription that matches it."""
+        for sub in self.matching(event.name):
+            sub.deliver(event)
+
+    def deliver(self, sub: Subscription, event: Event, ack: Callable[[], None] | None = None) -> None:
+        """Queue one event for one handler subscription; it is counted until handled."""
+        with self._mutex:
+            self._pending += 1
+            sub.queue.append((event, ack))
+            if sub.running:
+                return
+            sub.running = True
+            if not self._exit_hook:
+                self._exit_hook = True
+                _register_exit_drain()
+        if sub.is_async:
+            self._schedule_async(sub)
+        else:
+            self._pool().submit(lambda: self._run_sync(sub))
+
+    # -- running handlers --------------------------------------------------------
+    def _pool(self) -> _Workers:
+        w = self._workers
+        if w is None:
+            from .config import settings
+
+            with self._mutex:
+                if self._workers is None:
+                    self._workers = _Workers(settings().handler_threads)
+                w = self._workers
+        return w
+
+    def _done(self) -> None:
+        with self._mutex:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    def _next(self, sub: Subscription) -> tuple[Event, Callable[[], None] | None] | None:
+        with self._mutex:
+            if not sub.queue:
+                sub.running = False
+                return None
+            return sub.queue.popleft()
+
+    def _run_sync(self, sub: Subscription) -> None:
+        while (item := self._next(sub)) is not None:
+            event, ack = item
+            try:
+                self._handle_sync(sub, event)
+            finally:
+                if ack is not None:
+                    _safe_ack(ack, event)
+                self._done()
+
+    def _policy(self, sub: Subscription) -> tuple[int, float]:
+        from .config import settings
+
+        s = settings()
+        retries = s.handler_retries if sub.retries is None else sub.retries
+        delay = s.retry_delay if sub.retry_delay is None else sub.retry_delay
+        return retries, delay
+
+    def _handle_sync(self, sub: Subscription, event: Event) -> None:
+        retries, delay = self._policy(sub)
+        handler = cast(Callable[[Any], Any], sub.handler)
+        token = _current_event.set(event)
+        try:
+            for attempt in range(1, retries + 2):
+                try:
+                    handler(event.data)
+                    return
+                except Exception as exc:
+                    if attempt > retries:
+                        self._dead_letter(sub, event, exc, attempt)
+                        return
+                    self._log_retry(sub, event, exc, attempt, retries)
+                    time.sleep(delay * 2 ** (attempt - 1))
+        finally:
+            _current_event.reset(token)
+
+    def _schedule_async(self, sub: Subscription) -> None:
+        loop = sub.loop
+        if loop is not None and loop.is_running():
+            try:
+                loop.call_soon_threadsafe(self._start_task, sub)
+                return
+            except RuntimeError:
+                pass  # closed meanwhile
+        sub.loop = None
+        self._own_loop().call_soon_threadsafe(self._start_task, sub)
+
+    def _start_task(self, sub: Subscription) -> None:
+        asyncio.get_running_loop().create_task(self._run_async(sub))
+
+    async def _run_async(self, sub: Subscription) -> None:
+        while (item := self._next(sub)) is not None:
+            event, ack = item
+            try:
+                await self._handle_async(sub, event)
+            except asyncio.CancelledError:
+                # the loop that ran this handler is shutting down: move the rest,
+                # this event included, to the bus's own loop
+                with self._mutex:
+                    sub.queue.appendleft((event, ack))
+                sub.loop = None
+                self._schedule_async(sub)
+                raise
+            if ack is not None:
+                _safe_ack(ack, event)
+            self._done()
+
+    async def _handle_async(self, sub: Subscription, event: Event) -> None:
+        retries, delay = self._policy(sub)
+        handler = cast(Callable[[Any], Coroutine[Any, Any, Any]], sub.handler)
+        token = _current_event.set(event)
+        try:
+            for attempt in range(1, retries + 2):
+                try:
+                    await handler(event.data)
+                    return
+                except Exception as exc:
+                    if attempt > retries:
+                        self._dead_letter(sub, event, exc, attempt)
+                        return
+                    self._log_retry(sub, event, exc, attempt, retries)
+                    await asyncio.sleep(delay * 2 ** (attempt - 1))
+        finally:
+            _current_event.reset(token)
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            with self._mutex:
+                if self._loop is None:
+                    ready = threading.Event()
+                    new = asyncio.new_event_loop()
+
+                    def run() -> None:
+                        asyncio.set_event_loop(new)
+                        new.call_soon(ready.set)
+                        new.run_forever()
+
+                    threading.Thread(target=run, name="agentdiff-events-loop", daemon=True).start()
+                    ready.wait()
+                    self._loop = new
+                loop = self._loop
+        return loop
+
+    # -- failures ----------------------------------------------------------------
+    def _log_retry(self, sub: Subscription, event: Event, exc: Exception, attempt: int, retries: int) -> None:
+        logger.warning(
+            "handler %s failed on event %r (id %s), attempt %d of %d; retrying: %s: %s",
+            sub.group, event.name, event.id, attempt, retries + 1, type(exc).__name__, exc,
+        )
+
+    def _dead_letter(self, sub: Subscription, event: Event, exc: Exception, attempts: int) -> None:
+        from .config import settings
+
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        logger.error(
+            "handler %s failed on event %r (id %s) after %d attempt(s); kept in dead_letters()\n%s",
+            sub.group, event.name, event.id, attempts, tb.rstrip(),
+        )
+        limit = settings().dead_letter_limit
+        with self._mutex:
+            self._dead.append(DeadLetter(event, sub.group, exc, tb, attempts))
+            while len(self._dead) > limit:
+                self._dead.popleft()
+                self._dead_dropped += 1
+                dropped = self._dead_dropped
+            else:
+                dropped = 0
+        if dropped:
+            logger.warning("dead-letter list is full (%d); dropped the oldest (%d dropped so far)", limit, dropped)
+
+    def dead_letters(self, clear: bool = False) -> list[DeadLetter]:
+        with self._mutex:
+            out = list(self._dead)
+            if clear:
+                self._dead.clear()
+        return out
+
+    # -- waiting -----------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def in_handler_thread(self) -> bool:
+        w = self._workers
+        return w is not None and threading.get_ident() in w.idents and _current_event.get() is not None
+
+    def drain(self, timeout: float | None = None) -> bool:
+        if _current_event.get() is not None:
+            raise CoordinationError(
+                "drain() was called from inside a handler: it would wait for that handler itself; "
+                "drain from the code that emits instead"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if self._backend is not None and not self._backend.drain(remaining):
+            return False
+        return self._pending == 0
+
+
+_bus: Bus | None = None
+_bus_lock = threading.Lock()
+
+
+def bus() -> Bus:
+    """The process's bus (made on first use; starts no thread by itself)."""
+    global _bus
+    b = _bus
+    if b is None:
+        with _bus_lock:
+            if _bus is None:
+                _bus = Bus()
+            b = _bus
+    return b
+
+
+def _safe_ack(ack: Callable[[], None], event: Event) -> None:
+    try:
+        ack()
+    except Exception:
+        logger.exception("could not acknowledge event %r (id %s); it may be delivered again", event.name, event.id)
+
+
+def _exit_drain() -> None:
+    from .config import settings
+
+    b = _bus
+    if b is None or not b.pending:
+        return
+    timeout = settings().exit_drain_timeout
+    if not b.drain(timeout):
+        logger.warning(
+            "%d event deliveries were still pending at interpreter exit after waiting %.1fs "
+            "(AGENTDIFF_COORDINATION_EXIT_DRAIN); their handlers did not run to the end",
+            b.pending, timeout,
+        )
+
+
+def _register_exit_drain() -> None:
+    # threading's own exit hooks run before the interpreter finalizes, while
+    # handler threads may still start; fall back to atexit elsewhere
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(_exit_drain)
+            return
+    except RuntimeError:
+        return  # already shutting down
+    import atexit
+
+    atexit.register(_exit_drain)
+
+
+# -- the public functions ----------------------------------------------------------
+
+
+def emit(event: str, data: Any = None, *, sender: str | None = None) -> str:
+    """Publish ``event`` with ``data``; returns the event's id. Handlers run elsewhere."""
+    return bus().emit(event, data, sender)
+
+
+def when(
+    pattern: str,
+    *,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    group: str | None = None,
+) -> Callable[[F], F]:
+    """Run the decorated handler with the data of every event matching ``pattern``.
+
+    ``pattern`` uses shell wildcards (``"*_failed"``, ``"researcher_*"``). The handler
+    is returned unchanged (still callable directly); ``unsubscribe(handler)`` stops it.
+    ``retries``/``retry_delay`` override the configured retry policy for this handler;
+    ``group`` names the subscription across processes (default: the handler's
+    qualified name and the pattern).
+    """
+    check_name(pattern, "event pattern")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+    delay = check_timeout(retry_delay, "retry_delay")
+    if group is not None:
+        check_name(group, "group")
+
+    def decorate(handler: F) -> F:
+        if not callable(handler):
+            raise TypeError(f"@when({pattern!r}) decorates a callable, not {handler!r}")
+        sub = Subscription(
+            pattern, handler, group=group, retries=retries, retry_delay=delay, loop=_running_loop()
+        )
+        bus().add(sub)
+        subs = getattr(handler, "__agentdiff_subscriptions__", None)
+        if subs is None:
+            try:
+                handler.__agentdiff_subscriptions__ = subs = []  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                subs = None
+        if subs is not None:
+            subs.append(sub)
+        return handler
+
+    return decorate
+
+
+def unsubscribe(handler: Callable[..., Any] | Subscription) -> int:
+    """Stop a handler (every ``@when`` on it) or one subscription; returns how many stopped."""
+    b = bus()
+    if isinstance(handler, Subscription):
+        b.remove(handler)
+        return 1
+    stopped = 0
+    for sub in b.subscriptions():
+        if sub.handler is handler or sub.handler == handler:
+            b.remove(sub)
+            stopped += 1
+    return stopped
+
+
+def dead_letters(*, clear: bool = False) -> list[DeadLetter]:
+    """The events whose handlers failed every attempt (oldest first); ``clear`` empties the list."""
+    return bus().dead_letters(clear)
+
+
+def wait_for(pattern: str, *, timeout: float | None = None) -> Any:
+    """Wait until an event matching ``pattern`` is emitted, and return its data.
+
+    In sync code this blocks; called where an event loop is running it returns an
+    awaitable (``data = await wait_for("x_complete")``). Only events emitted after the
+    call count; ``timeout`` raises ``CoordinationTimeoutError``.
+    """
+    check_name(pattern, "event pattern")
+    seconds = check_timeout(timeout)
+    loop = _running_loop()
+    b = bus()
+    waiter = _Waiter(pattern, loop)
+    b.add(waiter)
+    if loop is not None:
+        return _wait_async(b, waiter, pattern, seconds)
+    try:
+        if not waiter._done.wait(seconds):
+            raise CoordinationTimeoutError(
+                f"no event matching {pattern!r} arrived within {seconds}s", resource=pattern, timeout=seconds
+            )
+    finally:
+        b.remove(waiter)
+    assert waiter._event is not None
+    return waiter._event.data
+
+
+async def _wait_async(b: Bus, waiter: _Waiter, pattern: str, seconds: float | None) -> Any:
+    assert waiter._future is not None
+    try:
+        event = await asyncio.wait_for(asyncio.shield(waiter._future), seconds)
+    except TimeoutError:
+        raise CoordinationTimeoutError(
+            f"no event matching {pattern!r} arrived within {seconds}s", resource=pattern, timeout=seconds
+        ) from None
+    finally:
+        b.remove(waiter)
+    return event.data
+
+
+def drain(timeout: float | None = None) -> Any:
+    """Wait until every event emitted so far, and every event its handlers emitted,
+    has been handled; True when idle, False when ``timeout`` passed first.
+
+    Where an event loop is running, returns an awaitable (``await drain()``).
+    """
+    seconds = check_timeout(timeout)
+    b = bus()
+    if _running_loop() is not None:
+        return _drain_async(b, seconds)
+    return b.drain(seconds)
+
+
+async def _drain_async(b: Bus, seconds: float | None) -> bool:
+    if _current_event.get() is not None:
+        b.drain(0)  # raises the in-handler error
+    return await asyncio.get_running_loop().run_in_executor(None, b.drain, seconds)

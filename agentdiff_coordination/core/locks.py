@@ -1,0 +1,303 @@
+"""Named locks: ``with lock("db")``, ``async with lock("db")``, ``@lock("db")``.
+
+Ownership belongs to the call chain, not the thread: what a holder holds is kept in
+a context variable, so the holder itself, and any work it hands to another thread
+or task with a copy of its context (``asyncio.to_thread``, ``create_task``, the
+executors of LangGraph and CrewAI), re-enters instead of deadlocking. A grant is
+released when the last user in the chain leaves it.
+
+Several names are taken in one canonical (sorted) order and given all or none, so
+two callers naming the same locks in opposite orders can never deadlock.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from .backends.base import Backend, LockGrant
+from . import config as _config
+from .config import get_backend
+from .errors import LockNotHeldError
+from .events import check_name, check_timeout
+
+__all__ = ["Lock", "acquire_sync", "acquire_async", "lock", "normalize_names", "release_sync", "release_async"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# What a call chain holds is a stack of frames in a context variable. A frame is a
+# tuple (owner, grants, by_name, parent, backend): ``owner`` is whoever entered it
+# (a Lock object, a Coordinator, a Run), ``grants`` the grants it counted, ``by_name``
+# every grant held by the chain so far. Tuples keep the uncontended path short.
+_Frame = tuple  # (object, tuple[LockGrant, ...], dict[str, LockGrant], "_Frame | None", Backend)
+
+_held: ContextVar[_Frame | None] = ContextVar("agentdiff_held_locks", default=None)
+_held_get = _held.get
+_held_set = _held.set
+_count_mutex = threading.Lock()
+
+
+def normalize_names(names: str | Iterable[str], what: str = "lock name") -> tuple[str, ...]:
+    """One name or several, validated, deduplicated, in canonical order."""
+    if isinstance(names, str):
+        return (check_name(names, what),)
+    if names is None or not isinstance(names, Iterable):
+        raise TypeError(f"{what} must be a string or a list of strings, not {names!r}")
+    out = tuple(sorted({check_name(n, what) for n in names}))
+    if not out:
+        raise ValueError(f"{what} list is empty: give at least one name")
+    return out
+
+
+def _reenter(parent: _Frame | None, name: str) -> LockGrant | None:
+    """The grant of ``name`` this call chain holds, counted once more; None if not held."""
+    if parent is None:
+        return None
+    grant = parent[2].get(name)
+    if grant is None:
+        return None
+    with _count_mutex:
+        if grant.count > 0:
+            grant.count += 1
+            return grant
+    return None
+
+
+def _push(owner: object, grants: list[LockGrant], parent: _Frame | None, backend: Backend) -> None:
+    by_name = dict(parent[2]) if parent is not None else {}
+    for grant in grants:
+        by_name[grant.name] = grant
+    _held_set((owner, tuple(grants), by_name, parent, backend))
+
+
+def _deadline_left(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+def acquire_sync(names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object) -> None:
+    """Take every name for ``owner`` (re-entering those this chain holds); all or none."""
+    parent = _held_get()
+    backend = _config._backend or get_backend()
+    if parent is None and len(names) == 1:  # the common, uncontended case
+        name = names[0]
+        grant = backend.acquire_lock(name, holder, timeout)
+        _held_set((owner, (grant,), {name: grant}, None, backend))
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    grants: list[LockGrant] = []
+    try:
+        for name in names:
+            grant = _reenter(parent, name) or backend.acquire_lock(name, holder, _deadline_left(deadline))
+            grants.append(grant)
+    except BaseException:
+        for grant in reversed(grants):
+            _drop_sync(grant, backend)
+        raise
+    _push(owner, grants, parent, backend)
+
+
+async def acquire_async(names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object) -> None:
+    """The async twin of ``acquire_sync``: waits without blocking the loop."""
+    parent = _held_get()
+    backend = _config._backend or get_backend()
+    if parent is None and len(names) == 1:
+        name = names[0]
+        grant = backend.try_acquire_lock(name, holder) or await backend.acquire_lock_async(name, holder, timeout)
+        _held_set((owner, (grant,), {name: grant}, None, backend))
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    grants: list[LockGrant] = []
+    try:
+        for name in names:
+            grant = (
+                _reenter(parent, name)
+                or backend.try_acquire_lock(name, holder)
+                or await backend.acquire_lock_async(name, holder, _deadline_left(deadline))
+            )
+            grants.append(grant)
+    except BaseException:
+        for grant in reversed(grants):
+            await _drop_async(grant, backend)
+        raise
+    _push(owner, grants, parent, backend)
+
+
+def _uncount(grant: LockGrant) -> bool:
+    """Count one user of ``grant`` out; True when it was the last (release it then)."""
+    _count_mutex.acquire()
+    count = grant.count
+    grant.count = count - 1
+    _count_mutex.release()
+    if count <= 0:
+        grant.count = 0
+        raise LockNotHeldError(f"lock {grant.name!r} was already released")
+    return count == 1
+
+
+def _drop_sync(grant: LockGrant, backend: Backend) -> None:
+    if _uncount(grant):
+        backend.release_lock(grant)
+
+
+async def _drop_async(grant: LockGrant, backend: Backend) -> None:
+    if _uncount(grant):
+        if backend.nonblocking_release:
+            backend.release_lock(grant)
+        else:
+            await backend.release_lock_async(grant)
+
+
+def _pop(owner: object) -> _Frame:
+    """Remove ``owner``'s innermost frame from this context's stack and return it."""
+    frame = _held_get()
+    if frame is not None and frame[0] is owner:
+        _held_set(frame[3])
+        return frame
+    # not the innermost frame (a generator or a hand-off exited out of order):
+    # unlink this owner's frame and rebuild the frames above it
+    above: list[_Frame] = []
+    f = frame
+    while f is not None and f[0] is not owner:
+        above.append(f)
+        f = f[3]
+    if f is None:
+        raise LockNotHeldError(f"{owner!r} holds no lock in the current context")
+    found, rest = f, f[3]
+    for g in reversed(above):
+        by_name = dict(rest[2]) if rest is not None else {}
+        for grant in g[1]:
+            by_name[grant.name] = grant
+        rest = (g[0], g[1], by_name, rest, g[4])
+    _held_set(rest)
+    return found
+
+
+def release_sync(owner: object) -> None:
+    """Release what ``owner`` took last in this context (each grant when its count ends)."""
+    frame = _held_get()
+    if frame is not None and frame[0] is owner:
+        _held_set(frame[3])
+    else:
+        frame = _pop(owner)
+    backend: Backend = frame[4]
+    grants = frame[1]
+    if len(grants) == 1:
+        if _uncount(grants[0]):
+            backend.release_lock(grants[0])
+        return
+    error: BaseException | None = None
+    for grant in reversed(grants):
+        try:
+            _drop_sync(grant, backend)
+        except BaseException as exc:  # release every name even if one fails
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+async def release_async(owner: object) -> None:
+    frame = _pop(owner)
+    backend: Backend = frame[4]
+    error: BaseException | None = None
+    for grant in reversed(frame[1]):
+        try:
+            await _drop_async(grant, backend)
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def held_grants() -> dict[str, LockGrant]:
+    """The grants the current call chain holds, by lock name."""
+    frame = _held_get()
+    if frame is None:
+        return {}
+    return {name: grant for name, grant in frame[2].items() if grant.count > 0}
+
+
+class Lock:
+    """A named lock (or several names, taken all or none).
+
+    Use it as ``with``, ``async with`` or a decorator. The object keeps no per-use
+    state (each entry is recorded in the caller's context), so one ``Lock`` may be
+    shared by every thread and task.
+    """
+
+    __slots__ = ("names", "timeout", "holder")
+
+    def __init__(self, names: tuple[str, ...], timeout: float | None, holder: str | None = None) -> None:
+        self.names = names
+        self.timeout = timeout
+        self.holder = holder
+
+    def __enter__(self) -> Lock:
+        acquire_sync(self.names, self.timeout, self.holder, self)
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        release_sync(self)
+
+    async def __aenter__(self) -> Lock:
+        await acquire_async(self.names, self.timeout, self.holder, self)
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        await release_async(self)
+
+    def __call__(self, fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+        if not callable(fn):
+            raise TypeError(f"lock({self.names!r}) decorates a function, not {fn!r}")
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    @property
+    def grants(self) -> dict[str, LockGrant]:
+        """The grants of this lock's names held by the current call chain (token, fencing)."""
+        held = held_grants()
+        return {n: held[n] for n in self.names if n in held}
+
+    @property
+    def fencing(self) -> int | None:
+        """The fencing number of the held grant (the first name's, for several)."""
+        grants = self.grants
+        return grants[self.names[0]].fencing if self.names[0] in grants else None
+
+    def locked(self) -> bool:
+        """Whether anyone holds the (first) name now."""
+        return get_backend().lock_holder(self.names[0]) is not None
+
+    def __repr__(self) -> str:
+        names = self.names[0] if len(self.names) == 1 else list(self.names)
+        return f"lock({names!r}, timeout={self.timeout!r})"
+
+
+def lock(name_or_names: str | Iterable[str], *, timeout: float | None = None) -> Lock:
+    """The named lock (or several names, all or none) as a context manager and decorator.
+
+    ``timeout`` (seconds) bounds the wait; past it ``CoordinationTimeoutError`` names the
+    lock and its holder. ``None`` waits as long as it takes.
+    """
+    return Lock(normalize_names(name_or_names), check_timeout(timeout))
