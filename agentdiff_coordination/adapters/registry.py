@@ -25,7 +25,11 @@ __all__ = ["BUILTIN_ADAPTERS", "ENV_DISABLE", "get_plugin_manager", "wrap_with_p
 ENV_DISABLE = "AGENTDIFF_COORDINATION_DISABLE_PLUGINS"
 
 #: modules of the adapters shipped with the package, registered like any plugin
-BUILTIN_ADAPTERS: tuple[str, ...] = ()
+BUILTIN_ADAPTERS: tuple[str, ...] = (
+    "agentdiff_coordination.adapters.langgraph",
+    "agentdiff_coordination.adapters.crewai",
+    "agentdiff_coordination.adapters.autogen",
+)
 
 _pm: pluggy.PluginManager | None = None
 _lock = threading.Lock()

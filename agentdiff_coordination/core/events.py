@@ -587,6 +587,18 @@ _bus: Bus | None = None
 _bus_lock = threading.Lock()
 
 
+def _reset_for_tests(timeout: float = 5.0) -> None:
+    """Drain, then drop every subscription and dead letter (test helper)."""
+    b = _bus
+    if b is None:
+        return
+    if _current_event.get() is None:
+        b.drain(timeout)
+    for sub in b.subscriptions():
+        b.remove(sub)
+    b.dead_letters(clear=True)
+
+
 def bus() -> Bus:
     """The process's bus (made on first use; starts no thread by itself)."""
     global _bus
