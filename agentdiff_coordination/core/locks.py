@@ -190,9 +190,17 @@ def release_sync(owner: object) -> None:
         frame = _pop(owner)
     backend: Backend = frame[4]
     grants = frame[1]
-    if len(grants) == 1:
-        if _uncount(grants[0]):
-            backend.release_lock(grants[0])
+    if len(grants) == 1:  # the common case, inlined: count out, release when last
+        grant = grants[0]
+        _count_mutex.acquire()
+        count = grant.count
+        grant.count = count - 1
+        _count_mutex.release()
+        if count == 1:
+            backend.release_lock(grant)
+        elif count <= 0:
+            grant.count = 0
+            raise LockNotHeldError(f"lock {grant.name!r} was already released")
         return
     error: BaseException | None = None
     for grant in reversed(grants):
