@@ -28,7 +28,8 @@ from typing import Any, TypeVar, cast
 
 from . import events as _events
 from . import locks as _locks
-from .events import bus, check_name, check_timeout
+from .events import bus
+from .validation import check_name, check_timeout
 
 __all__ = ["Coordinator", "Run", "coordinate"]
 

@@ -1,10 +1,10 @@
 """Events: ``emit``, ``@when`` handlers, ``wait_for`` and ``drain``.
 
-Handlers run off the emitter's call stack: sync handlers on worker threads, async
-handlers on an event loop (the one that was running where ``@when`` was applied
-while it runs, else one the bus owns). Each subscription has its own queue and
-handles its events one at a time in emit order; different subscriptions run in
-parallel. A handler that raises is logged with its traceback, retried, then kept
+Handlers run off the emitter's call stack (``handlers.py`` runs them): sync handlers
+on worker threads, async handlers on an event loop (the one that was running where
+``@when`` was applied while it runs, else one the bus owns). Each subscription has its
+own queue and handles its events one at a time in emit order; different subscriptions
+run in parallel. A handler that raises is logged with its traceback, retried, then kept
 as a dead letter; the emitter and the other handlers never see its failure.
 
 The bus counts deliveries not yet handled, so ``drain()`` can wait for a whole
@@ -20,19 +20,18 @@ import inspect
 import itertools
 import logging
 import os
-import queue
 import re
 import secrets
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CoordinationError, CoordinationTimeoutError
+from .handlers import DeadLetter, HandlerRunner, _current_event, current_event
+from .validation import check_name, check_timeout
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -70,25 +69,6 @@ class Event:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event a handler could not handle after all its attempts."""
-
-    event: Event
-    handler: str
-    error: BaseException
-    traceback: str
-    attempts: int
-
-
-_current_event: ContextVar[Event | None] = ContextVar("agentdiff_current_event", default=None)
-
-
-def current_event() -> Event | None:
-    """The event being handled, inside a handler (its name, id, sender, time); else None."""
-    return _current_event.get()
-
-
 # Event ids: a per-process random prefix and a counter; cheap, unique across processes.
 _id_prefix = secrets.token_hex(4) + "-"
 _ids = itertools.count(1)
@@ -102,26 +82,6 @@ def _new_prefix() -> None:  # after fork, the child gets its own prefix
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_prefix)
-
-
-def check_name(value: object, what: str) -> str:
-    """``value`` as a name, or a clear error naming ``what`` it was meant to be."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a string, not {type(value).__name__} ({value!r})")
-    if not value or value.strip() != value:
-        raise ValueError(f"{what} must be a non-empty string without surrounding spaces, not {value!r}")
-    return value
-
-
-def check_timeout(timeout: object, what: str = "timeout") -> float | None:
-    """``timeout`` as seconds (None waits forever), or a clear error."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
-    if timeout < 0 or timeout != timeout:
-        raise ValueError(f"{what} must be >= 0 seconds (or None to wait forever), not {timeout!r}")
-    return float(timeout)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -230,50 +190,6 @@ def _set_future(fut: asyncio.Future[Event], event: Event) -> None:
         fut.set_result(event)
 
 
-class _Workers:
-    """Daemon worker threads, made on demand up to a cap and retired when idle."""
-
-    IDLE_SECONDS = 30.0
-
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._mutex = threading.Lock()
-        self._threads = 0
-        self._idle = 0  # workers blocked in get() minus tasks already promised to them
-        self.idents: set[int] = set()
-
-    def submit(self, task: Callable[[], None]) -> None:
-        self._queue.put(task)
-        with self._mutex:
-            if self._idle > 0:
-                self._idle -= 1
-                return
-            if self._threads >= self._cap:
-                return  # queued: a busy worker takes it when done
-            self._threads += 1
-        threading.Thread(target=self._work, name=f"agentdiff-handler-{self._threads}", daemon=True).start()
-
-    def _work(self) -> None:
-        self.idents.add(threading.get_ident())
-        try:
-            while True:
-                try:
-                    task = self._queue.get(timeout=self.IDLE_SECONDS)
-                except queue.Empty:
-                    with self._mutex:
-                        if self._idle > 0:
-                            self._idle -= 1
-                            self._threads -= 1
-                            return
-                    continue  # a task was promised to this worker: wait for it
-                task()
-                with self._mutex:
-                    self._idle += 1
-        finally:
-            self.idents.discard(threading.get_ident())
-
-
 class Bus:
     """The process's event bus: subscriptions, delivery, accounting for ``drain``."""
 
@@ -286,10 +202,7 @@ class Bus:
         self._cache: dict[str, tuple[Subscription, ...]] = {}
         self._pending = 0
         self._backend: Backend | None = None
-        self._workers: _Workers | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._dead: deque[DeadLetter] = deque()
-        self._dead_dropped = 0
+        self._runner = HandlerRunner(self)
         self._exit_hook = False
 
     # -- backend -----------------------------------------------------------------
@@ -387,23 +300,9 @@ class Bus:
             if not self._exit_hook:
                 self._exit_hook = True
                 _register_exit_drain()
-        if sub.is_async:
-            self._schedule_async(sub)
-        else:
-            self._pool().submit(lambda: self._run_sync(sub))
+        self._runner.start(sub)
 
-    # -- running handlers --------------------------------------------------------
-    def _pool(self) -> _Workers:
-        w = self._workers
-        if w is None:
-            from .config import settings
-
-            with self._mutex:
-                if self._workers is None:
-                    self._workers = _Workers(settings().handler_threads)
-                w = self._workers
-        return w
-
+    # -- accounting (used by the handler runner) -----------------------------------
     def _done(self) -> None:
         with self._mutex:
             self._pending -= 1
@@ -417,152 +316,17 @@ class Bus:
                 return None
             return sub.queue.popleft()
 
-    def _run_sync(self, sub: Subscription) -> None:
-        while (item := self._next(sub)) is not None:
-            event, ack = item
-            try:
-                self._handle_sync(sub, event)
-            finally:
-                if ack is not None:
-                    _safe_ack(ack, event)
-                self._done()
-
-    def _policy(self, sub: Subscription) -> tuple[int, float]:
-        from .config import settings
-
-        s = settings()
-        retries = s.handler_retries if sub.retries is None else sub.retries
-        delay = s.retry_delay if sub.retry_delay is None else sub.retry_delay
-        return retries, delay
-
-    def _handle_sync(self, sub: Subscription, event: Event) -> None:
-        retries, delay = self._policy(sub)
-        handler = cast(Callable[[Any], Any], sub.handler)
-        token = _current_event.set(event)
-        try:
-            for attempt in range(1, retries + 2):
-                try:
-                    handler(event.data)
-                    return
-                except Exception as exc:
-                    if attempt > retries:
-                        self._dead_letter(sub, event, exc, attempt)
-                        return
-                    self._log_retry(sub, event, exc, attempt, retries)
-                    time.sleep(delay * 2 ** (attempt - 1))
-        finally:
-            _current_event.reset(token)
-
-    def _schedule_async(self, sub: Subscription) -> None:
-        loop = sub.loop
-        if loop is not None and loop.is_running():
-            try:
-                loop.call_soon_threadsafe(self._start_task, sub)
-                return
-            except RuntimeError:
-                pass  # closed meanwhile
-        sub.loop = None
-        self._own_loop().call_soon_threadsafe(self._start_task, sub)
-
-    def _start_task(self, sub: Subscription) -> None:
-        asyncio.get_running_loop().create_task(self._run_async(sub))
-
-    async def _run_async(self, sub: Subscription) -> None:
-        while (item := self._next(sub)) is not None:
-            event, ack = item
-            try:
-                await self._handle_async(sub, event)
-            except asyncio.CancelledError:
-                # the loop that ran this handler is shutting down: move the rest,
-                # this event included, to the bus's own loop
-                with self._mutex:
-                    sub.queue.appendleft((event, ack))
-                sub.loop = None
-                self._schedule_async(sub)
-                raise
-            if ack is not None:
-                _safe_ack(ack, event)
-            self._done()
-
-    async def _handle_async(self, sub: Subscription, event: Event) -> None:
-        retries, delay = self._policy(sub)
-        handler = cast(Callable[[Any], Coroutine[Any, Any, Any]], sub.handler)
-        token = _current_event.set(event)
-        try:
-            for attempt in range(1, retries + 2):
-                try:
-                    await handler(event.data)
-                    return
-                except Exception as exc:
-                    if attempt > retries:
-                        self._dead_letter(sub, event, exc, attempt)
-                        return
-                    self._log_retry(sub, event, exc, attempt, retries)
-                    await asyncio.sleep(delay * 2 ** (attempt - 1))
-        finally:
-            _current_event.reset(token)
-
-    def _own_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None:
-            with self._mutex:
-                if self._loop is None:
-                    ready = threading.Event()
-                    new = asyncio.new_event_loop()
-
-                    def run() -> None:
-                        asyncio.set_event_loop(new)
-                        new.call_soon(ready.set)
-                        new.run_forever()
-
-                    threading.Thread(target=run, name="agentdiff-events-loop", daemon=True).start()
-                    ready.wait()
-                    self._loop = new
-                loop = self._loop
-        return loop
-
-    # -- failures ----------------------------------------------------------------
-    def _log_retry(self, sub: Subscription, event: Event, exc: Exception, attempt: int, retries: int) -> None:
-        logger.warning(
-            "handler %s failed on event %r (id %s), attempt %d of %d; retrying: %s: %s",
-            sub.group, event.name, event.id, attempt, retries + 1, type(exc).__name__, exc,
-        )
-
-    def _dead_letter(self, sub: Subscription, event: Event, exc: Exception, attempts: int) -> None:
-        from .config import settings
-
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        logger.error(
-            "handler %s failed on event %r (id %s) after %d attempt(s); kept in dead_letters()\n%s",
-            sub.group, event.name, event.id, attempts, tb.rstrip(),
-        )
-        limit = settings().dead_letter_limit
+    def _requeue(self, sub: Subscription, event: Event, ack: Callable[[], None] | None) -> None:
         with self._mutex:
-            self._dead.append(DeadLetter(event, sub.group, exc, tb, attempts))
-            while len(self._dead) > limit:
-                self._dead.popleft()
-                self._dead_dropped += 1
-                dropped = self._dead_dropped
-            else:
-                dropped = 0
-        if dropped:
-            logger.warning("dead-letter list is full (%d); dropped the oldest (%d dropped so far)", limit, dropped)
+            sub.queue.appendleft((event, ack))
 
     def dead_letters(self, clear: bool = False) -> list[DeadLetter]:
-        with self._mutex:
-            out = list(self._dead)
-            if clear:
-                self._dead.clear()
-        return out
+        return self._runner.dead_letters(clear)
 
     # -- waiting -----------------------------------------------------------------
     @property
     def pending(self) -> int:
         return self._pending
-
-    def in_handler_thread(self) -> bool:
-        w = self._workers
-        return w is not None and threading.get_ident() in w.idents and _current_event.get() is not None
 
     def drain(self, timeout: float | None = None) -> bool:
         if _current_event.get() is not None:
@@ -609,13 +373,6 @@ def bus() -> Bus:
                 _bus = Bus()
             b = _bus
     return b
-
-
-def _safe_ack(ack: Callable[[], None], event: Event) -> None:
-    try:
-        ack()
-    except Exception:
-        logger.exception("could not acknowledge event %r (id %s); it may be delivered again", event.name, event.id)
 
 
 def _exit_drain() -> None:
@@ -747,7 +504,7 @@ async def _wait_async(b: Bus, waiter: _Waiter, pattern: str, seconds: float | No
     assert waiter._future is not None
     try:
         event = await asyncio.wait_for(asyncio.shield(waiter._future), seconds)
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # distinct before 3.11
         raise CoordinationTimeoutError(
             f"no event matching {pattern!r} arrived within {seconds}s", resource=pattern, timeout=seconds
         ) from None

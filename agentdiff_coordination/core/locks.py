@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 from .backends.base import Backend, LockGrant
 from . import config as _config
 from .config import get_backend
 from .errors import LockNotHeldError
-from .events import check_name, check_timeout
+from .validation import check_name, check_timeout
 
 __all__ = ["Lock", "acquire_sync", "acquire_async", "lock", "normalize_names", "release_sync", "release_async"]
 
@@ -36,7 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # tuple (owner, grants, by_name, parent, backend): ``owner`` is whoever entered it
 # (a Lock object, a Coordinator, a Run), ``grants`` the grants it counted, ``by_name``
 # every grant held by the chain so far. Tuples keep the uncontended path short.
-_Frame = tuple  # (object, tuple[LockGrant, ...], dict[str, LockGrant], "_Frame | None", Backend)
+_Frame: TypeAlias = "tuple[object, tuple[LockGrant, ...], dict[str, LockGrant], Any, Backend]"
 
 _held: ContextVar[_Frame | None] = ContextVar("agentdiff_held_locks", default=None)
 _held_get = _held.get
@@ -60,7 +60,7 @@ def _reenter(parent: _Frame | None, name: str) -> LockGrant | None:
     """The grant of ``name`` this call chain holds, counted once more; None if not held."""
     if parent is None:
         return None
-    grant = parent[2].get(name)
+    grant: LockGrant | None = parent[2].get(name)
     if grant is None:
         return None
     with _count_mutex:

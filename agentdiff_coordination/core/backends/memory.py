@@ -151,7 +151,7 @@ class MemoryBackend(Backend):
                 await future
             else:
                 await asyncio.wait_for(future, timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct before 3.11
             with self._mutex:
                 if waiter.grant is None:
                     self._discard(name, waiter)

@@ -1,0 +1,278 @@
+"""Running handlers: worker threads for sync handlers, an event loop for async ones,
+retries, dead letters, and ``current_event()`` inside a handler.
+
+The bus (``events.py``) decides *what* each subscription receives; this module decides
+*where and how* its handler runs. One subscription runs one event at a time, in the order
+the bus queued them; different subscriptions run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    from .events import Event, Subscription
+
+__all__ = ["DeadLetter", "HandlerRunner", "current_event"]
+
+logger = logging.getLogger("agentdiff_coordination")
+
+Ack = Callable[[], None]
+
+_current_event: ContextVar[Event | None] = ContextVar("agentdiff_current_event", default=None)
+
+
+def current_event() -> Event | None:
+    """The event being handled, inside a handler (its name, id, sender, time); else None."""
+    return _current_event.get()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a handler could not handle after all its attempts."""
+
+    event: Event
+    handler: str
+    error: BaseException
+    traceback: str
+    attempts: int
+
+
+class _Queues(Protocol):
+    """What the runner needs from the bus: the next queued event, and accounting."""
+
+    def _next(self, sub: Subscription) -> tuple[Event, Ack | None] | None: ...
+    def _done(self) -> None: ...
+    def _requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None: ...
+
+
+class _Workers:
+    """Daemon worker threads, made on demand up to a cap and retired when idle."""
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._mutex = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # workers blocked in get() minus tasks already promised to them
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._queue.put(task)
+        with self._mutex:
+            if self._idle > 0:
+                self._idle -= 1
+                return
+            if self._threads >= self._cap:
+                return  # queued: a busy worker takes it when done
+            self._threads += 1
+            number = self._threads
+        threading.Thread(target=self._work, name=f"agentdiff-handler-{number}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                task = self._queue.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._mutex:
+                    if self._idle > 0:
+                        self._idle -= 1
+                        self._threads -= 1
+                        return
+                continue  # a task was promised to this worker: wait for it
+            task()
+            with self._mutex:
+                self._idle += 1
+
+
+def _safe_ack(ack: Ack, event: Event) -> None:
+    try:
+        ack()
+    except Exception:
+        logger.exception("could not acknowledge event %r (id %s); it may be delivered again", event.name, event.id)
+
+
+class HandlerRunner:
+    """Runs the handlers of the subscriptions the bus hands it."""
+
+    def __init__(self, queues: _Queues) -> None:
+        self._queues = queues
+        self._mutex = threading.Lock()
+        self._workers: _Workers | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dead: deque[DeadLetter] = deque()
+        self._dead_dropped = 0
+
+    def start(self, sub: Subscription) -> None:
+        """Begin running ``sub``'s queue (the bus marked it running)."""
+        if sub.is_async:
+            self._schedule_async(sub)
+        else:
+            self._pool().submit(lambda: self._run_sync(sub))
+
+    # -- sync handlers on worker threads ---------------------------------------------
+    def _pool(self) -> _Workers:
+        w = self._workers
+        if w is None:
+            from .config import settings
+
+            with self._mutex:
+                if self._workers is None:
+                    self._workers = _Workers(settings().handler_threads)
+                w = self._workers
+        return w
+
+    def _run_sync(self, sub: Subscription) -> None:
+        queues = self._queues
+        while (item := queues._next(sub)) is not None:
+            event, ack = item
+            try:
+                self._handle_sync(sub, event)
+            finally:
+                if ack is not None:
+                    _safe_ack(ack, event)
+                queues._done()
+
+    def _handle_sync(self, sub: Subscription, event: Event) -> None:
+        retries, delay = _policy(sub)
+        handler = cast(Callable[[Any], Any], sub.handler)
+        token = _current_event.set(event)
+        try:
+            for attempt in range(1, retries + 2):
+                try:
+                    handler(event.data)
+                    return
+                except Exception as exc:
+                    if attempt > retries:
+                        self._dead_letter(sub, event, exc, attempt)
+                        return
+                    _log_retry(sub, event, exc, attempt, retries)
+                    time.sleep(delay * 2 ** (attempt - 1))
+                except BaseException as exc:  # SystemExit in a handler: not retried, not fatal
+                    self._dead_letter(sub, event, exc, attempt)
+                    return
+        finally:
+            _current_event.reset(token)
+
+    # -- async handlers on an event loop -----------------------------------------------
+    def _schedule_async(self, sub: Subscription) -> None:
+        loop = sub.loop
+        if loop is not None and loop.is_running():
+            try:
+                loop.call_soon_threadsafe(self._start_task, sub)
+                return
+            except RuntimeError:
+                pass  # closed meanwhile
+        sub.loop = None
+        self._own_loop().call_soon_threadsafe(self._start_task, sub)
+
+    def _start_task(self, sub: Subscription) -> None:
+        asyncio.get_running_loop().create_task(self._run_async(sub))
+
+    async def _run_async(self, sub: Subscription) -> None:
+        queues = self._queues
+        while (item := queues._next(sub)) is not None:
+            event, ack = item
+            try:
+                await self._handle_async(sub, event)
+            except asyncio.CancelledError:
+                # the loop that ran this handler is shutting down: move the rest,
+                # this event included, to the runner's own loop
+                queues._requeue(sub, event, ack)
+                sub.loop = None
+                self._schedule_async(sub)
+                raise
+            if ack is not None:
+                _safe_ack(ack, event)
+            queues._done()
+
+    async def _handle_async(self, sub: Subscription, event: Event) -> None:
+        retries, delay = _policy(sub)
+        handler = cast(Callable[[Any], Coroutine[Any, Any, Any]], sub.handler)
+        token = _current_event.set(event)
+        try:
+            for attempt in range(1, retries + 2):
+                try:
+                    await handler(event.data)
+                    return
+                except Exception as exc:
+                    if attempt > retries:
+                        self._dead_letter(sub, event, exc, attempt)
+                        return
+                    _log_retry(sub, event, exc, attempt, retries)
+                    await asyncio.sleep(delay * 2 ** (attempt - 1))
+        finally:
+            _current_event.reset(token)
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            with self._mutex:
+                if self._loop is None:
+                    ready = threading.Event()
+                    new = asyncio.new_event_loop()
+
+                    def run() -> None:
+                        asyncio.set_event_loop(new)
+                        new.call_soon(ready.set)
+                        new.run_forever()
+
+                    threading.Thread(target=run, name="agentdiff-events-loop", daemon=True).start()
+                    ready.wait()
+                    self._loop = new
+                loop = self._loop
+        return loop
+
+    # -- failures ----------------------------------------------------------------------
+    def _dead_letter(self, sub: Subscription, event: Event, exc: BaseException, attempts: int) -> None:
+        from .config import settings
+
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        logger.error(
+            "handler %s failed on event %r (id %s) after %d attempt(s); kept in dead_letters()\n%s",
+            sub.group, event.name, event.id, attempts, tb.rstrip(),
+        )
+        limit = settings().dead_letter_limit
+        dropped = 0
+        with self._mutex:
+            self._dead.append(DeadLetter(event, sub.group, exc, tb, attempts))
+            while len(self._dead) > limit:
+                self._dead.popleft()
+                self._dead_dropped += 1
+                dropped = self._dead_dropped
+        if dropped:
+            logger.warning("dead-letter list is full (%d); dropped the oldest (%d dropped so far)", limit, dropped)
+
+    def dead_letters(self, clear: bool = False) -> list[DeadLetter]:
+        with self._mutex:
+            out = list(self._dead)
+            if clear:
+                self._dead.clear()
+        return out
+
+
+def _policy(sub: Subscription) -> tuple[int, float]:
+    from .config import settings
+
+    s = settings()
+    retries = s.handler_retries if sub.retries is None else sub.retries
+    delay = s.retry_delay if sub.retry_delay is None else sub.retry_delay
+    return retries, delay
+
+
+def _log_retry(sub: Subscription, event: Event, exc: Exception, attempt: int, retries: int) -> None:
+    logger.warning(
+        "handler %s failed on event %r (id %s), attempt %d of %d; retrying: %s: %s",
+        sub.group, event.name, event.id, attempt, retries + 1, type(exc).__name__, exc,
+    )

@@ -1,0 +1,25 @@
+"""Checks of user input shared by the core: names and timeouts, with clear errors."""
+
+from __future__ import annotations
+
+__all__ = ["check_name", "check_timeout"]
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` as a name, or a clear error naming ``what`` it was meant to be."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__} ({value!r})")
+    if not value or value.strip() != value:
+        raise ValueError(f"{what} must be a non-empty string without surrounding spaces, not {value!r}")
+    return value
+
+
+def check_timeout(timeout: object, what: str = "timeout") -> float | None:
+    """``timeout`` as seconds (None waits forever), or a clear error."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0 or timeout != timeout:
+        raise ValueError(f"{what} must be >= 0 seconds (or None to wait forever), not {timeout!r}")
+    return float(timeout)
