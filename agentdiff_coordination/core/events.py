@@ -351,6 +351,36 @@ _bus: Bus | None = None
 _bus_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: start its bus afresh."""
+    b = _bus
+    if b is None:
+        return
+    b._mutex = threading.Lock()
+    b._idle = threading.Condition(b._mutex)
+    b._pending = 0
+    b._runner = HandlerRunner(b)
+    for sub in b._subs:
+        sub.queue.clear()
+        sub.running = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _is_unbound_method(fn: Callable[..., Any]) -> bool:
+    if inspect.ismethod(fn) or not inspect.isfunction(fn) or "." not in fn.__qualname__:
+        return False
+    if "<locals>" in fn.__qualname__.rsplit(".", 1)[0].rsplit(".", 1)[-1]:
+        return False  # a function nested in a function, not in a class
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] in ("self", "cls")
+
+
 def _reset_for_tests(timeout: float = 5.0) -> None:
     """Drain, then drop every subscription and dead letter (test helper)."""
     b = _bus
@@ -438,6 +468,11 @@ def when(
     def decorate(handler: F) -> F:
         if not callable(handler):
             raise TypeError(f"@when({pattern!r}) decorates a callable, not {handler!r}")
+        if _is_unbound_method(handler):
+            raise TypeError(
+                f"@when({pattern!r}) on {handler.__qualname__}, a method defined in a class body, would be "
+                "called without 'self'; subscribe the bound method instead: when(pattern)(instance.method)"
+            )
         sub = Subscription(
             pattern, handler, group=group, retries=retries, retry_delay=delay, loop=_running_loop()
         )

@@ -143,6 +143,19 @@ def _uncount(grant: LockGrant) -> bool:
     return count == 1
 
 
+def _release_one(grant: LockGrant, backend: Backend) -> None:
+    """``_drop_sync`` with the count inlined: the hot path of every release."""
+    _count_mutex.acquire()
+    count = grant.count
+    grant.count = count - 1
+    _count_mutex.release()
+    if count == 1:
+        backend.release_lock(grant)
+    elif count <= 0:
+        grant.count = 0
+        raise LockNotHeldError(f"lock {grant.name!r} was already released")
+
+
 def _drop_sync(grant: LockGrant, backend: Backend) -> None:
     if _uncount(grant):
         backend.release_lock(grant)
@@ -190,17 +203,8 @@ def release_sync(owner: object) -> None:
         frame = _pop(owner)
     backend: Backend = frame[4]
     grants = frame[1]
-    if len(grants) == 1:  # the common case, inlined: count out, release when last
-        grant = grants[0]
-        _count_mutex.acquire()
-        count = grant.count
-        grant.count = count - 1
-        _count_mutex.release()
-        if count == 1:
-            backend.release_lock(grant)
-        elif count <= 0:
-            grant.count = 0
-            raise LockNotHeldError(f"lock {grant.name!r} was already released")
+    if len(grants) == 1:  # the common case
+        _release_one(grants[0], backend)
         return
     error: BaseException | None = None
     for grant in reversed(grants):
@@ -213,8 +217,17 @@ def release_sync(owner: object) -> None:
 
 
 async def release_async(owner: object) -> None:
-    frame = _pop(owner)
+    """The async twin of ``release_sync``."""
+    frame = _held_get()
+    if frame is not None and frame[0] is owner:
+        _held_set(frame[3])
+    else:
+        frame = _pop(owner)
     backend: Backend = frame[4]
+    grants = frame[1]
+    if len(grants) == 1 and backend.nonblocking_release:
+        _release_one(grants[0], backend)
+        return
     error: BaseException | None = None
     for grant in reversed(frame[1]):
         try:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from .base import Backend, LockGrant
 
 if TYPE_CHECKING:
     from ..events import Event
+    from .memory_limits import MemoryLimitStore
 
 __all__ = ["MemoryBackend"]
 
@@ -39,6 +42,21 @@ class _Waiter:
         self.future: asyncio.Future[None] | None = None
 
 
+_instances: weakref.WeakSet[MemoryBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # the parent's other threads do not exist here: a mutex one of them held would never
+    # be released, and their waiters will never come
+    for backend in list(_instances):
+        backend._mutex = threading.Lock()
+        backend._queues.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -56,6 +74,8 @@ class MemoryBackend(Backend):
         self._grants: dict[str, LockGrant] = {}  # name -> current grant
         self._queues: dict[str, deque[_Waiter]] = {}  # name -> waiters, only while contended
         self._fencing = itertools.count(1)
+        _instances.add(self)
+        self._limit_store: MemoryLimitStore | None = None
 
     # -- locks -------------------------------------------------------------------
     def _timeout_error(self, name: str, timeout: float | None) -> CoordinationTimeoutError:
@@ -218,6 +238,19 @@ class MemoryBackend(Backend):
         with self._mutex:
             grant = self._grants.get(name)
             return grant.describe() if grant is not None else None
+
+    # -- limits ------------------------------------------------------------------
+    def limit_store(self) -> MemoryLimitStore:
+        """This backend's limits (made on first use)."""
+        store = self._limit_store
+        if store is None:
+            from .memory_limits import MemoryLimitStore
+
+            with self._mutex:
+                if self._limit_store is None:
+                    self._limit_store = MemoryLimitStore()
+                store = self._limit_store
+        return store
 
     # -- events ------------------------------------------------------------------
     def publish(self, event: Event) -> None:

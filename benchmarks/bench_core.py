@@ -1,0 +1,226 @@
+"""What the core costs on the hot path, against the raw primitives, in one run.
+
+    python benchmarks/bench_core.py [--baseline-python /path/to/venv/bin/python]
+
+``--baseline-python`` names an interpreter where the published package
+``agentdiff-coordination==0.1.1`` is installed (a throwaway venv: the import names
+clash), to measure it on the same machine in the same run.
+
+Each figure is the best of several repeats (the least disturbed by other load);
+ratios compare figures taken in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+REPEATS = 7
+
+
+def per_call_us(fn: Callable[[], Any], number: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=REPEATS)) / number * 1e6
+
+
+def async_per_call_us(make: Callable[[], Any], number: int) -> float:
+    """Best per-iteration time of ``await make()`` in one loop."""
+
+    async def run() -> float:
+        best = float("inf")
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                await make()
+            best = min(best, time.perf_counter() - t0)
+        return best / number * 1e6
+
+    return asyncio.run(run())
+
+
+def latency_us(emit_one: Callable[[float], None], done: threading.Event, samples: list[float], count: int) -> tuple[float, float]:
+    """p50 and p99 of emit-to-handler-start, one event in flight at a time."""
+    for _ in range(count):
+        done.clear()
+        emit_one(time.perf_counter())
+        done.wait(5)
+    ordered = sorted(samples[-count:])
+    return statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.99) - 1] * 1e6
+
+
+def measure_ours() -> dict[str, float]:
+    from agentdiff_coordination import coordinate, drain, emit, lock, when
+
+    out: dict[str, float] = {}
+
+    @coordinate("bench_sync", lock_name="bench_api")
+    def coordinated() -> int:
+        return 1
+
+    def plain_locked(_raw: threading.Lock = threading.Lock()) -> int:
+        with _raw:
+            return 1
+
+    out["coordinate_sync_us"] = per_call_us(coordinated, 100_000)
+    out["raw_sync_locked_call_us"] = per_call_us(plain_locked, 100_000)
+
+    named = lock("bench_lock")
+    raw = threading.Lock()
+
+    def with_named() -> None:
+        with named:
+            pass
+
+    def with_raw() -> None:
+        with raw:
+            pass
+
+    out["with_lock_us"] = per_call_us(with_named, 100_000)
+    out["with_threading_lock_us"] = per_call_us(with_raw, 100_000)
+
+    @coordinate("bench_async", lock_name="bench_api")
+    async def acoordinated() -> int:
+        return 1
+
+    out["coordinate_async_us"] = async_per_call_us(acoordinated, 50_000)
+
+    async def with_named_async() -> None:
+        async with named:
+            pass
+
+    out["async_with_lock_us"] = async_per_call_us(with_named_async, 50_000)
+
+    async def with_asyncio_lock() -> None:
+        async with alock:
+            pass
+
+    async def make_lock() -> asyncio.Lock:
+        return asyncio.Lock()
+
+    alock = asyncio.run(make_lock())
+    out["async_with_asyncio_lock_us"] = async_per_call_us(with_asyncio_lock, 50_000)
+
+    def emit_nobody() -> None:
+        emit("bench_nobody_listens")
+
+    out["emit_no_subscriber_us"] = per_call_us(emit_nobody, 200_000)
+
+    samples: list[float] = []
+    done = threading.Event()
+
+    @when("bench_ping")
+    def on_ping(data: float) -> None:
+        samples.append(time.perf_counter() - data)
+        done.set()
+
+    latency_us(lambda t: emit("bench_ping", t), done, samples, 200)  # warm the worker
+    p50, p99 = latency_us(lambda t: emit("bench_ping", t), done, samples, 2000)
+    out["emit_to_handler_p50_us"], out["emit_to_handler_p99_us"] = p50, p99
+    drain(5)
+
+    # the raw alternative: a queue and a consumer thread
+    import queue
+
+    q: queue.SimpleQueue[float] = queue.SimpleQueue()
+    raw_samples: list[float] = []
+    raw_done = threading.Event()
+
+    def consumer() -> None:
+        while True:
+            t = q.get()
+            if t < 0:
+                return
+            raw_samples.append(time.perf_counter() - t)
+            raw_done.set()
+
+    th = threading.Thread(target=consumer, daemon=True)
+    th.start()
+    latency_us(q.put, raw_done, raw_samples, 200)
+    p50, _ = latency_us(q.put, raw_done, raw_samples, 2000)
+    out["queue_thread_p50_us"] = p50
+    q.put(-1.0)
+    return out
+
+
+BASELINE_SCRIPT = textwrap.dedent(
+    """
+    import json, threading, time, timeit, statistics
+    from agentdiff_coordination import coordinate, emit, when
+
+    @coordinate("bench_sync", lock_name="bench_api")
+    def coordinated():
+        return 1
+
+    n = 5000
+    per_call = min(timeit.repeat(coordinated, number=n, repeat=5)) / n * 1e6
+    samples, done = [], threading.Event()
+
+    @when("bench_ping")
+    def on_ping(event_data):
+        t = event_data["t"] if isinstance(event_data, dict) and "t" in event_data else event_data
+        samples.append(time.perf_counter() - t)
+        done.set()
+
+    for _ in range(500):
+        done.clear()
+        emit("bench_ping", {"t": time.perf_counter()})
+        done.wait(5)
+    ordered = sorted(samples[100:])
+    print(json.dumps({"coordinate_sync_us": per_call,
+                      "emit_to_handler_p50_us": statistics.median(ordered) * 1e6}))
+    """
+)
+
+
+def measure_baseline(python: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as elsewhere:  # not this checkout: the import names clash
+        done = subprocess.run(
+            [python, "-c", BASELINE_SCRIPT], capture_output=True, text=True, timeout=600, cwd=elsewhere
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"baseline run failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-python", help="interpreter with agentdiff-coordination==0.1.1 installed")
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    args = parser.parse_args()
+
+    ours = measure_ours()
+    base = measure_baseline(args.baseline_python) if args.baseline_python else {}
+    if args.json:
+        print(json.dumps({"ours": ours, "baseline_0_1_1": base}, indent=2))
+        return
+
+    def row(label: str, value: float, reference: float | None, ref_label: str) -> None:
+        ratio = f"{value / reference:6.1f}x {ref_label}" if reference else ""
+        print(f"{label:<44} {value:9.2f} us   {ratio}")
+
+    print(f"python {sys.version.split()[0]}, best of {REPEATS} repeats\n")
+    row("@coordinate sync, uncontended, no listener", ours["coordinate_sync_us"], ours["raw_sync_locked_call_us"], "call under threading.Lock")
+    if base:
+        row("  published 0.1.1, same function", base["coordinate_sync_us"], ours["coordinate_sync_us"], "ours")
+    row("@coordinate async, uncontended, no listener", ours["coordinate_async_us"], ours["async_with_asyncio_lock_us"], "async with asyncio.Lock")
+    row("with lock(name), uncontended", ours["with_lock_us"], ours["with_threading_lock_us"], "with threading.Lock")
+    row("async with lock(name), uncontended", ours["async_with_lock_us"], ours["async_with_asyncio_lock_us"], "async with asyncio.Lock")
+    row("emit, no subscriber", ours["emit_no_subscriber_us"], None, "")
+    row("emit -> sync handler starts, p50", ours["emit_to_handler_p50_us"], ours["queue_thread_p50_us"], "SimpleQueue + thread")
+    row("emit -> sync handler starts, p99", ours["emit_to_handler_p99_us"], None, "")
+    if base:
+        row("  published 0.1.1, emit -> handler p50", base["emit_to_handler_p50_us"], ours["emit_to_handler_p50_us"], "ours")
+
+
+if __name__ == "__main__":
+    main()
