@@ -146,10 +146,20 @@ def configure(backend: Backend | str | None = None, **options: Any) -> None:
             _settings = replace(_settings or _env_settings(), **options)
         if new_backend is not None:
             old, _backend, _backend_spec = _backend, None, new_backend
+            _detach_bus()
         else:
             old = None
     if old is not None:
         old.close()
+
+
+def _detach_bus() -> None:
+    """Under ``_lock``: the bus forgets the backend it used; it attaches to the next one on use."""
+    from . import events
+
+    b = events._bus
+    if b is not None:
+        b._backend = None
 
 
 configure_broker = configure
@@ -165,7 +175,11 @@ def get_backend() -> Backend:
         if _backend is None:
             spec = _backend_spec
             if spec is None:
-                spec = os.environ.get(ENV_BACKEND) or "memory://"
+                env = os.environ.get(ENV_BACKEND)
+                try:
+                    spec = backend_from_url(env or "memory://")
+                except ValueError as exc:
+                    raise ValueError(f"{ENV_BACKEND}={env!r}: {exc}") from None
             made = backend_from_url(spec) if isinstance(spec, str) else spec
             from . import events
 
@@ -179,5 +193,6 @@ def _reset_for_tests() -> None:
     global _settings, _backend, _backend_spec
     with _lock:
         old, _backend, _backend_spec, _settings = _backend, None, None, None
+        _detach_bus()
     if old is not None:
         old.close()

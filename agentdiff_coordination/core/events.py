@@ -272,15 +272,15 @@ class Bus:
 
     # -- emitting ----------------------------------------------------------------
     def emit(self, name: str, data: Any = None, sender: str | None = None) -> str:
-        if type(name) is not str or not name:
+        if type(name) is not str or not name or name.strip() is not name:
             check_name(name, "event name")
+        if sender is not None and type(sender) is not str:
+            raise TypeError(f"sender must be a string or None, not {type(sender).__name__} ({sender!r})")
         event_id = _id_prefix + str(next(_ids))
         subs = self._cache.get(name)
         backend = self._backend or self.backend
         if not subs and not backend.shared and not (subs is None and self.matching(name)):
             return event_id
-        if sender is not None and type(sender) is not str:
-            raise TypeError(f"sender must be a string or None, not {sender!r}")
         backend.publish(Event(name, data, event_id, sender, time.time()))
         return event_id
 
@@ -422,7 +422,11 @@ def _exit_drain() -> None:
 
 def _register_exit_drain() -> None:
     # threading's own exit hooks run before the interpreter finalizes, while
-    # handler threads may still start; fall back to atexit elsewhere
+    # handler threads may still start; fall back to atexit elsewhere. Hooks run in
+    # reverse order of registration: importing the thread pool module first makes its
+    # shutdown hook run after the drain, so handlers can still use to_thread/executors.
+    import concurrent.futures.thread  # noqa: F401
+
     register = getattr(threading, "_register_atexit", None)
     try:
         if register is not None:

@@ -48,7 +48,7 @@ def normalize_names(names: str | Iterable[str], what: str = "lock name") -> tupl
     """One name or several, validated, deduplicated, in canonical order."""
     if isinstance(names, str):
         return (check_name(names, what),)
-    if names is None or not isinstance(names, Iterable):
+    if names is None or isinstance(names, (bytes, bytearray)) or not isinstance(names, Iterable):
         raise TypeError(f"{what} must be a string or a list of strings, not {names!r}")
     out = tuple(sorted({check_name(n, what) for n in names}))
     if not out:

@@ -22,4 +22,6 @@ def check_timeout(timeout: object, what: str = "timeout") -> float | None:
         raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
     if timeout < 0 or timeout != timeout:
         raise ValueError(f"{what} must be >= 0 seconds (or None to wait forever), not {timeout!r}")
+    if timeout == float("inf"):
+        return None  # the same as waiting forever, without overflowing the platform's timers
     return float(timeout)

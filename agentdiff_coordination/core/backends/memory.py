@@ -226,11 +226,15 @@ class MemoryBackend(Backend):
                     waiter.wake.release()
                     return
                 assert waiter.loop is not None and waiter.future is not None
+                # the grant is in place before the waiter can wake and look at it
+                self._grants[name] = waiter.grant = new
                 try:
                     waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
                 except RuntimeError:
-                    continue  # the waiter's event loop is closed: nobody will take this grant
-                self._grants[name] = waiter.grant = new
+                    # the waiter's event loop is closed: nobody will take this grant
+                    waiter.grant = None
+                    self._grants[name] = grant
+                    continue
                 return
             del self._grants[name]
 
