@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CoordinationError, CoordinationTimeoutError
 from .handlers import DeadLetter, HandlerRunner, _current_event, current_event
-from .validation import check_name, check_timeout
+from .validation import check_decorator_name, check_name, check_timeout
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -369,6 +369,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _check_handler_signature(pattern: str, handler: Callable[..., Any]) -> None:
+    """A handler receives one argument (the event's data): refuse one that cannot, now."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return  # a builtin or an object without a signature: find out at delivery
+    if _is_unbound_method(handler):
+        return  # reported with its own message
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise TypeError(
+            f"@when({pattern!r}) handler {getattr(handler, '__qualname__', handler)!r}{signature} cannot take the "
+            "event's data: a handler is called with one argument, e.g. def handler(data): ..."
+        ) from None
+
+
 def _is_unbound_method(fn: Callable[..., Any]) -> bool:
     if inspect.ismethod(fn) or not inspect.isfunction(fn) or "." not in fn.__qualname__:
         return False
@@ -462,7 +479,7 @@ def when(
     ``group`` names the subscription across processes (default: the handler's
     qualified name and the pattern).
     """
-    check_name(pattern, "event pattern")
+    check_decorator_name(pattern, "when", "researcher_complete")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
         raise ValueError(f"retries must be an int >= 0, not {retries!r}")
     delay = check_timeout(retry_delay, "retry_delay")
@@ -472,6 +489,7 @@ def when(
     def decorate(handler: F) -> F:
         if not callable(handler):
             raise TypeError(f"@when({pattern!r}) decorates a callable, not {handler!r}")
+        _check_handler_signature(pattern, handler)
         if _is_unbound_method(handler):
             raise TypeError(
                 f"@when({pattern!r}) on {handler.__qualname__}, a method defined in a class body, would be "

@@ -25,7 +25,7 @@ from .backends.base import Backend, LockGrant
 from . import config as _config
 from .config import get_backend
 from .errors import LockNotHeldError
-from .validation import check_name, check_timeout
+from .validation import check_decorator_name, check_name, check_timeout
 
 __all__ = ["Lock", "acquire_sync", "acquire_async", "lock", "normalize_names", "release_sync", "release_async"]
 
@@ -183,7 +183,10 @@ def _pop(owner: object) -> _Frame:
         above.append(f)
         f = f[3]
     if f is None:
-        raise LockNotHeldError(f"{owner!r} holds no lock in the current context")
+        raise LockNotHeldError(
+            f"{owner!r} holds no lock in the current context: it was already released, or this is not "
+            "the call chain (thread or task) that took it; a lock is released by the code that acquired it"
+        )
     found, rest = f, f[3]
     for g in reversed(above):
         by_name = dict(rest[2]) if rest is not None else {}
@@ -321,4 +324,6 @@ def lock(name_or_names: str | Iterable[str], *, timeout: float | None = None) ->
     ``timeout`` (seconds) bounds the wait; past it ``CoordinationTimeoutError`` names the
     lock and its holder. ``None`` waits as long as it takes.
     """
+    if callable(name_or_names) and not isinstance(name_or_names, str):
+        check_decorator_name(name_or_names, "lock", "resource_name")
     return Lock(normalize_names(name_or_names), check_timeout(timeout))

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["check_name", "check_timeout"]
+__all__ = ["check_decorator_name", "check_name", "check_timeout"]
+
+
+def check_decorator_name(value: object, decorator: str, example: str) -> str:
+    """``check_name`` for the first argument of a decorator factory, with a hint when the
+    decorator was applied bare (``@coordinate`` instead of ``@coordinate("step")``)."""
+    if callable(value) and not isinstance(value, str):
+        raise TypeError(
+            f"@{decorator} needs a name: write @{decorator}({example!r}) above "
+            f"{getattr(value, '__qualname__', repr(value))}, not a bare @{decorator}"
+        )
+    return check_name(value, f"{decorator}() name" if decorator != "when" else "event pattern")
 
 
 def check_name(value: object, what: str) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import os
 import threading
+import warnings
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,14 @@ class MemoryBackend(Backend):
                 return grant
             if timeout == 0:
                 raise self._timeout_error(name, timeout)
+            if asyncio._get_running_loop() is not None:
+                warnings.warn(
+                    f"waiting for lock {name!r} with a blocking 'with' inside a running event loop blocks the "
+                    "loop (and never ends if a task of this loop holds it): use 'async with lock(...)' or an "
+                    "async coordinated function",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
             waiter = _Waiter(holder)
             waiter.wake = wake = threading.Lock()
             wake.acquire()
