@@ -16,6 +16,7 @@ from .core.errors import (
 )
 from .core.events import DeadLetter, Event, current_event, dead_letters, drain, emit, unsubscribe, wait_for, when
 from .core.locks import lock
+from .core.limits import limit
 
 __version__ = "0.2.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "dead_letters",
     "drain",
     "emit",
+    "limit",
     "lock",
     "unsubscribe",
     "wait_for",

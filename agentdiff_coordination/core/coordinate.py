@@ -8,6 +8,10 @@
 - ``NAME_cancelled`` ``{"error_type", "timestamp", "duration", "run_id"}`` (task cancelled,
   ``KeyboardInterrupt``, generator closed early)
 
+``limit="NAME"`` takes the declared limit (cost 1) after the locks, right before the
+call, so the limit counts calls when they are made, not while they wait for a lock;
+it is given back first. ``timeout`` bounds each wait: the locks', then the limit's.
+
 The lock is released before ``_complete``/``_failed`` is emitted, so a handler may take
 the same lock. The step's own exception is re-raised unchanged. A payload is built only
 when someone listens for that event: a step nobody watches costs a lock and a clock read.
@@ -24,12 +28,13 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from . import events as _events
+from . import limits as _limits
 from . import locks as _locks
 from .events import bus
-from .validation import check_name, check_timeout
+from .validation import check_decorator_name, check_name, check_timeout
 
 __all__ = ["Coordinator", "Run", "coordinate"]
 
@@ -82,12 +87,19 @@ class Coordinator:
         return replace(self, **changes)
 
     # -- applying ------------------------------------------------------------------
-    def __call__(self, obj: F) -> F:
+    @overload
+    def __call__(self, obj: F) -> F: ...
+
+    @overload
+    def __call__(self, obj: object) -> Any: ...
+
+    def __call__(self, obj: Any) -> Any:
+        """Coordinate ``obj``: a plugin's object (a graph node, a task, an agent) or a callable."""
         from ..adapters.registry import wrap_with_plugins
 
         wrapped = wrap_with_plugins(obj, self)
         if wrapped is not None:
-            return cast(F, wrapped)
+            return wrapped
         return self.wrap_callable(obj)
 
     def wrap_callable(self, obj: F) -> F:
@@ -177,6 +189,13 @@ def _completed(c: Coordinator, run_id: str | None, t0: float, result: Any) -> No
         )
 
 
+def _plugin_passthrough(exc: BaseException) -> bool:
+    """Whether an adapter plugin calls ``exc`` control flow (asked only when a step raises)."""
+    from ..adapters.registry import is_passthrough
+
+    return is_passthrough(exc)
+
+
 def _ended_by(c: Coordinator, run_id: str | None, t0: float, exc: BaseException) -> None:
     """Emit ``_failed``, ``_cancelled`` or ``_interrupted`` for ``exc``; never raises."""
     try:
@@ -184,6 +203,8 @@ def _ended_by(c: Coordinator, run_id: str | None, t0: float, exc: BaseException)
             name = c.interrupted
         elif isinstance(exc, CANCELLED):
             name = c.cancelled
+        elif _plugin_passthrough(exc):  # a framework's control flow (a graph interrupt)
+            name = c.interrupted
         else:
             name = c.failed
         b = bus()
@@ -218,15 +239,30 @@ async def _arelease_quietly(owner: object, c: Coordinator, original: BaseExcepti
 
 def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
     names, timeout, holder = c.locks, c.timeout, c.name
+    started, complete = c.started, c.complete
+    b = bus()
+    peek = b._cache.get  # cached matches: () means nobody here listens for that name
+    original = fn
+    if c.limit is not None:  # decided once, here: a step without a limit pays nothing per call
+        fn = _limits.limited_sync(c.limit, timeout, fn)
     acquire, release = _locks.acquire_sync, _locks.release_sync
     perf = time.perf_counter
 
     @functools.wraps(fn)
     def coordinated(*args: Any, **kwargs: Any) -> Any:
-        run_id = _started(c, args, kwargs)
+        backend = b._backend
+        # nobody listening, known without a call: the common case costs two dict lookups
+        if backend is None or backend.shared or peek(started) != ():
+            run_id = _started(c, args, kwargs)
+        else:
+            run_id = None
         t0 = perf()
         if names:
-            acquire(names, timeout, holder, c)
+            try:
+                acquire(names, timeout, holder, c)
+            except BaseException as exc:  # timed out or interrupted while waiting
+                _ended_by(c, run_id, t0, exc)
+                raise
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -240,23 +276,41 @@ def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
             except BaseException as exc:  # a lost lease: the run did not end well
                 _ended_by(c, run_id, t0, exc)
                 raise
-        _completed(c, run_id, t0, result)
+        backend = b._backend
+        if backend is None or backend.shared or peek(complete) != ():
+            _completed(c, run_id, t0, result)
         return result
 
+    coordinated.__wrapped__ = original  # the user's function, even under a limit
     return coordinated
 
 
 def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
     names, timeout, holder = c.locks, c.timeout, c.name
+    started, complete = c.started, c.complete
+    b = bus()
+    peek = b._cache.get  # cached matches: () means nobody here listens for that name
+    original = fn
+    if c.limit is not None:
+        fn = _limits.limited_async(c.limit, timeout, fn)
     acquire, release = _locks.acquire_async, _locks.release_async
     perf = time.perf_counter
 
     @functools.wraps(fn)
     async def coordinated(*args: Any, **kwargs: Any) -> Any:
-        run_id = _started(c, args, kwargs)
+        backend = b._backend
+        # nobody listening, known without a call: the common case costs two dict lookups
+        if backend is None or backend.shared or peek(started) != ():
+            run_id = _started(c, args, kwargs)
+        else:
+            run_id = None
         t0 = perf()
         if names:
-            await acquire(names, timeout, holder, c)
+            try:
+                await acquire(names, timeout, holder, c)
+            except BaseException as exc:  # timed out or cancelled while waiting
+                _ended_by(c, run_id, t0, exc)
+                raise
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -270,9 +324,12 @@ def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]
             except BaseException as exc:
                 _ended_by(c, run_id, t0, exc)
                 raise
-        _completed(c, run_id, t0, result)
+        backend = b._backend
+        if backend is None or backend.shared or peek(complete) != ():
+            _completed(c, run_id, t0, result)
         return result
 
+    coordinated.__wrapped__ = original  # the user's function, even under a limit
     return coordinated
 
 
@@ -320,7 +377,7 @@ class Run:
     emits how the run ended. Set ``run.result`` before leaving to report it.
     """
 
-    __slots__ = ("coordinator", "args", "kwargs", "run_id", "result", "_t0", "_held")
+    __slots__ = ("coordinator", "args", "kwargs", "run_id", "result", "_t0", "_held", "_permit")
 
     def __init__(self, coordinator: Coordinator, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
         self.coordinator = coordinator
@@ -330,18 +387,32 @@ class Run:
         self.result: Any = None
         self._t0 = 0.0
         self._held = False
+        self._permit: _limits.Permit | None = None
 
     def __enter__(self) -> Run:
         c = self.coordinator
         self.run_id = _started(c, self.args, self.kwargs)
         self._t0 = time.perf_counter()
         if c.locks:
-            _locks.acquire_sync(c.locks, c.timeout, c.name, self)
+            try:
+                _locks.acquire_sync(c.locks, c.timeout, c.name, self)
+            except BaseException as exc:  # the run was announced: report how it ended
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
             self._held = True
+        if c.limit is not None:
+            try:
+                self._permit = _limits.enter_sync(_limits.get_limit(c.limit), 1, c.timeout)
+            except BaseException as exc:
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         c = self.coordinator
+        if self._permit is not None:  # the limit first: it was taken last
+            permit, self._permit = self._permit, None
+            _limits.leave_sync(permit)
         held, self._held = self._held, False
         if exc is not None:
             if held:
@@ -364,12 +435,25 @@ class Run:
         self.run_id = _started(c, self.args, self.kwargs)
         self._t0 = time.perf_counter()
         if c.locks:
-            await _locks.acquire_async(c.locks, c.timeout, c.name, self)
+            try:
+                await _locks.acquire_async(c.locks, c.timeout, c.name, self)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
             self._held = True
+        if c.limit is not None:
+            try:
+                self._permit = await _limits.enter_async(_limits.get_limit(c.limit), 1, c.timeout)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         c = self.coordinator
+        if self._permit is not None:
+            permit, self._permit = self._permit, None
+            await _limits.leave_async(permit)
         held, self._held = self._held, False
         if exc is not None:
             if held:
@@ -401,9 +485,11 @@ def coordinate(
     Works on sync and async functions, methods, generators, and through adapters on
     LangGraph nodes, CrewAI tasks and AutoGen agents. ``timeout`` bounds the wait for the
     lock (``CoordinationTimeoutError`` names the lock and its holder); ``limit`` names a
-    rate or concurrency limit taken around each call.
+    rate or concurrency limit declared with ``limit(...)``, taken (cost 1) after the locks
+    around each call; ``timeout`` bounds that wait too. Inside the step,
+    ``limit(NAME).report(tokens)`` corrects the cost with what the call really used.
     """
-    check_name(name, "coordinate() name")
+    check_decorator_name(name, "coordinate", "step_name")
     locks = () if lock_name is None else _locks.normalize_names(lock_name)
     seconds = check_timeout(timeout)
     if limit is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..events import Bus, Event, Subscription
+    from ..limits import LimitStore
 
 __all__ = ["Backend", "LockGrant"]
 
@@ -103,6 +104,14 @@ class Backend(ABC):
     def lock_holder(self, name: str) -> str | None:
         """A description of who holds ``name`` now, or None when free or unknown."""
         return None
+
+    # -- limits ------------------------------------------------------------------
+    def limit_store(self) -> LimitStore:
+        """The store that keeps this backend's rate and concurrency limits (one per backend)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} ({self.url or 'no URL'}) keeps no limits: implement limit_store() "
+            "returning a LimitStore (see agentdiff_coordination.core.limits)"
+        )
 
     # -- events ------------------------------------------------------------------
     def bind(self, bus: Bus) -> None:

@@ -1,0 +1,403 @@
+"""Limits in one process: the admission algorithm (pure, clock-injected) and its store.
+
+``SlidingLog`` is one rate: a log of admissions (time, cost) and their running total.
+A cost is admitted at ``now`` only if the cost logged in ``(now - period, now]`` plus
+the new cost fits the rate, which is exactly "in every window of the period the
+admitted cost never exceeds the rate". Admissions that fall in the same slice of
+the period (``period / SLICES``) share one entry, stamped with the slice's end: an
+entry never counts earlier than its admissions did, so the guarantee holds, memory
+is at most ``SLICES + 1`` entries per rate, and at most a slice of each period
+(0.1%) is lost to the rounding.
+
+``LimitState`` combines a limit's rates and its concurrency slots behind one FIFO
+queue: only the waiter at the head may be admitted, so a large cost is never
+starved by small ones. It knows nothing of threads or loops; ``MemoryLimitStore``
+adds the waiting (a ``threading.Event`` per sync waiter, a future per async one)
+and wakes the head whenever the state changes in its favour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import CoordinationTimeoutError
+from ..limits import LimitSpec, LimitStore, LimitUsage
+
+__all__ = ["Admission", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
+
+#: slices of a period that share one log entry: bounds memory, costs at most 1/SLICES of the rate
+SLICES = 1000
+INF = math.inf
+
+
+class SlidingLog:
+    """One rate: at most ``limit`` cost in any ``period`` seconds, as an exact log.
+
+    ``weighted`` logs charge the admission's cost; the others charge 1 (requests).
+    Entries are ``[time, cost]`` lists in time order; ``total`` is their sum.
+    """
+
+    __slots__ = ("limit", "period", "weighted", "resolution", "entries", "total")
+
+    def __init__(self, limit: int, period: float, weighted: bool = True, resolution: float | None = None) -> None:
+        self.limit = limit
+        self.period = period
+        self.weighted = weighted
+        self.resolution = period / SLICES if resolution is None else resolution
+        self.entries: deque[list[float]] = deque()
+        self.total = 0
+
+    def expire(self, now: float) -> None:
+        """Forget the entries that no window ending at ``now`` or later contains."""
+        entries, period = self.entries, self.period
+        while entries and entries[0][0] + period <= now:
+            self.total -= int(entries.popleft()[1])
+
+    def wait(self, now: float, cost: int) -> float:
+        """Seconds from ``now`` until ``cost`` fits (0.0 when it fits now); after ``expire(now)``."""
+        excess = self.total + (cost if self.weighted else 1) - self.limit
+        if excess <= 0:
+            return 0.0
+        freed = 0
+        for stamp, spent in self.entries:
+            freed += int(spent)
+            if freed >= excess:
+                return max(stamp + self.period - now, 0.0)
+        return max(self.entries[-1][0] + self.period - now, 0.0) if self.entries else 0.0
+
+    def record(self, now: float, cost: int) -> list[float]:
+        """Log ``cost`` admitted at ``now``; the entry it was added to."""
+        charged = cost if self.weighted else 1
+        entries = self.entries
+        if entries and entries[-1][0] >= now:  # within the last entry's slice (or a clock step back)
+            entry = entries[-1]
+            entry[1] += charged
+            self.total += charged
+            return entry
+        stamp = now
+        resolution = self.resolution
+        if resolution > 0:
+            index = math.ceil(now / resolution)
+            stamp = index * resolution
+            if stamp < now:  # float rounding: never stamp earlier than the admission
+                stamp = (index + 1) * resolution
+        if entries and entries[-1][0] >= stamp:  # same slice: share the entry
+            entry = entries[-1]
+            entry[1] += charged
+        else:
+            entry = [stamp, charged]
+            entries.append(entry)
+        self.total += charged
+        return entry
+
+    def adjust(self, entry: list[float], delta: int, now: float) -> None:
+        """Change an entry's cost by ``delta`` if it still counts in the window at ``now``."""
+        self.expire(now)
+        if entry[0] + self.period > now:
+            entry[1] += delta
+            self.total += delta
+
+
+class Waiter:
+    """A queued acquirer; ``queued`` is kept by ``LimitState``."""
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued = False
+
+
+class Admission:
+    """What one admission took: when (``at``), the log entries it was added to, its cost, its slot."""
+
+    __slots__ = ("at", "entries", "cost", "slot")
+
+    def __init__(self, at: float, entries: tuple[list[float], ...], cost: int, slot: bool) -> None:
+        self.at = at
+        self.entries = entries
+        self.cost = cost
+        self.slot = slot
+
+
+class LimitState:
+    """A limit's rates, concurrency slots and FIFO queue; pure logic on an injected ``now``."""
+
+    __slots__ = ("spec", "logs", "capacity", "holders", "queue", "mutex")
+
+    def __init__(self, spec: LimitSpec, resolution: float | None = None) -> None:
+        self.spec = spec
+        self.logs = tuple(
+            SlidingLog(rate.limit, rate.period, weighted, None if resolution is None else resolution)
+            for rate, weighted in spec.windows
+        )
+        self.capacity = spec.concurrency
+        self.holders = 0
+        self.queue: deque[Waiter] = deque()
+        self.mutex = threading.Lock()  # used by the store; the logic itself is single-threaded
+
+    def attempt(self, now: float, cost: int, waiter: Waiter | None) -> Admission | float:
+        """Admit ``cost`` now, or say how long to wait before trying again.
+
+        A ``waiter`` that cannot be admitted joins the queue; only the head of the queue
+        is ever admitted. ``None`` tries without queueing. The wait is ``INF`` when only
+        a release or the head's admission can help (a full concurrency limit, or not
+        the head); the caller is woken then.
+        """
+        queue = self.queue
+        if queue and queue[0] is not waiter:
+            if waiter is not None and not waiter.queued:
+                waiter.queued = True
+                queue.append(waiter)
+            return INF
+        delay = 0.0
+        if self.capacity is not None and self.holders >= self.capacity:
+            delay = INF
+        else:
+            for log in self.logs:
+                entries, period = log.entries, log.period
+                while entries and entries[0][0] + period <= now:  # log.expire(now), inlined
+                    log.total -= int(entries.popleft()[1])
+                if log.total + (cost if log.weighted else 1) > log.limit:
+                    wait = log.wait(now, cost)
+                    if wait > delay:
+                        delay = wait
+        if delay > 0.0:
+            if waiter is not None and not waiter.queued:
+                waiter.queued = True
+                queue.append(waiter)
+            return delay
+        if waiter is not None and waiter.queued:
+            queue.popleft()
+            waiter.queued = False
+        slot = self.capacity is not None
+        if slot:
+            self.holders += 1
+        return Admission(now, tuple(log.record(now, cost) for log in self.logs), cost, slot)
+
+    def head(self) -> Waiter | None:
+        """The waiter to wake after a change: the only one that may be admitted next."""
+        return self.queue[0] if self.queue else None
+
+    def abandon(self, waiter: Waiter) -> None:
+        """A waiter gives up (timeout, cancellation); the caller wakes the new head."""
+        if waiter.queued:
+            waiter.queued = False
+            self.queue.remove(waiter)
+
+    def release(self, admission: Admission) -> None:
+        """Free the admission's concurrency slot (once)."""
+        if admission.slot:
+            admission.slot = False
+            self.holders -= 1
+
+    def report(self, admission: Admission, actual: int, now: float) -> None:
+        """The admission really cost ``actual``: correct the weighted logs it still counts in."""
+        delta = actual - admission.cost
+        admission.cost = actual
+        if delta:
+            for log, entry in zip(self.logs, admission.entries):
+                if log.weighted:
+                    log.adjust(entry, delta, now)
+
+    def charge(self, now: float, cost: int) -> None:
+        """Log ``cost`` spent at ``now`` in the weighted logs, admitted or not."""
+        for log in self.logs:
+            if log.weighted:
+                log.expire(now)
+                log.record(now, cost)
+
+    def usage(self, now: float) -> LimitUsage:
+        used = []
+        for log, (rate, weighted) in zip(self.logs, self.spec.windows):
+            log.expire(now)
+            used.append((rate, weighted, log.total))
+        return LimitUsage(self.spec.name, tuple(used), self.holders, len(self.queue))
+
+
+# -- the store: waiting with threads and event loops -------------------------------------
+
+
+class _SyncWaiter(Waiter):
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def wake(self) -> bool:
+        self.event.set()
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _AsyncWaiter(Waiter):
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.future: asyncio.Future[None] | None = None
+
+    def wake(self) -> bool:
+        future = self.future
+        if future is None or future.done():
+            return True
+        try:
+            self.loop.call_soon_threadsafe(_resolve, future)
+        except RuntimeError:  # its loop is closed: nobody will come for this place
+            return False
+        return True
+
+
+def _wake_head(state: LimitState) -> None:
+    """Under the state's mutex: wake the head, dropping waiters whose loop is gone."""
+    while state.queue:
+        head = state.queue[0]
+        if head.wake():  # type: ignore[attr-defined]
+            return
+        state.abandon(head)
+
+
+def _timeout_error(state: LimitState, cost: int, timeout: float | None, now: float) -> CoordinationTimeoutError:
+    spec = state.spec
+    return CoordinationTimeoutError(
+        f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost} within {timeout}s; "
+        f"now {state.usage(now).describe()}",
+        resource=spec.name,
+        timeout=timeout,
+    )
+
+
+class MemoryLimitStore(LimitStore):
+    """The limits of one process; ``clock`` is injectable for tests (default monotonic)."""
+
+    nonblocking = True
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._states: dict[str, LimitState] = {}
+        self._lock = threading.Lock()
+
+    def _state(self, spec: LimitSpec) -> LimitState:
+        state = self._states.get(spec.name)
+        if state is None or state.spec is not spec:
+            with self._lock:
+                state = self._states.get(spec.name)
+                if state is None or state.spec != spec:
+                    state = self._states[spec.name] = LimitState(spec)
+        return state
+
+    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
+        state = self._state(spec)
+        clock = self._clock
+        with state.mutex:
+            got = state.attempt(clock(), cost, None)
+            if isinstance(got, Admission):
+                return got
+            if timeout == 0:
+                raise _timeout_error(state, cost, timeout, clock())
+        deadline = None if timeout is None else clock() + timeout
+        waiter = _SyncWaiter()
+        try:
+            while True:
+                with state.mutex:
+                    waiter.event.clear()
+                    now = clock()
+                    got = state.attempt(now, cost, waiter)
+                    if isinstance(got, Admission):
+                        _wake_head(state)
+                        return got
+                    if deadline is not None:
+                        if now >= deadline:
+                            state.abandon(waiter)
+                            _wake_head(state)
+                            raise _timeout_error(state, cost, timeout, now)
+                        got = min(got, deadline - now)
+                waiter.event.wait(None if got == INF else got)
+        except BaseException:
+            with state.mutex:  # interrupted: leave the queue, let the next one in
+                if waiter.queued:
+                    state.abandon(waiter)
+                    _wake_head(state)
+            raise
+
+    def admit_now(self, spec: LimitSpec, cost: int) -> Admission | None:
+        state = self._state(spec)
+        with state.mutex:
+            got = state.attempt(self._clock(), cost, None)
+        return got if isinstance(got, Admission) else None
+
+    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
+        state = self._state(spec)
+        clock = self._clock
+        with state.mutex:
+            got = state.attempt(clock(), cost, None)
+            if isinstance(got, Admission):
+                return got
+            if timeout == 0:
+                raise _timeout_error(state, cost, timeout, clock())
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else clock() + timeout
+        waiter = _AsyncWaiter(loop)
+        try:
+            while True:
+                with state.mutex:
+                    now = clock()
+                    got = state.attempt(now, cost, waiter)
+                    if isinstance(got, Admission):
+                        waiter.future = None
+                        _wake_head(state)
+                        return got
+                    if deadline is not None:
+                        if now >= deadline:
+                            state.abandon(waiter)
+                            _wake_head(state)
+                            raise _timeout_error(state, cost, timeout, now)
+                        got = min(got, deadline - now)
+                    waiter.future = future = loop.create_future()
+                timer = None if got == INF else loop.call_later(got, _resolve, future)
+                try:
+                    await future
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        except BaseException:
+            with state.mutex:
+                if waiter.queued:
+                    state.abandon(waiter)
+                    _wake_head(state)
+            raise
+
+    def release(self, spec: LimitSpec, grant: Any) -> None:
+        if not grant.slot:
+            return
+        state = self._state(spec)
+        with state.mutex:
+            state.release(grant)
+            _wake_head(state)
+
+    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+        state = self._state(spec)
+        with state.mutex:
+            state.report(grant, actual, self._clock())
+            _wake_head(state)
+
+    def charge(self, spec: LimitSpec, cost: int) -> None:
+        state = self._state(spec)
+        with state.mutex:
+            state.charge(self._clock(), cost)
+
+    def usage(self, spec: LimitSpec) -> LimitUsage:
+        state = self._state(spec)
+        with state.mutex:
+            return state.usage(self._clock())

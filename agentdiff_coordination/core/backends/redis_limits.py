@@ -1,0 +1,613 @@
+"""Limits on Redis: the sliding log and the FIFO queue of ``memory_limits``, in Lua.
+
+Each step (admit, release, report, abandon) is one script run, atomic on the
+server and timed by the server's clock (``TIME``), so every process and machine
+shares one limit with no clock of its own. The algorithm is the memory store's,
+step for step: a log per rate whose entries share a slice of the period, a queue
+in arrival order of which only the head is admitted, slots with leases.
+
+Keys of a limit ``NAME`` (``P`` is the key prefix), every one expiring by itself
+once the limit is idle for longer than its longest period, lease and waiter TTL::
+
+    P:limit:NAME:l:I   list  entry stamps (µs), oldest first        rate I's log
+    P:limit:NAME:c:I   hash  stamp -> cost, and "total"              rate I's entries and their sum
+    P:limit:NAME:h     zset  holder token -> lease end (µs)          concurrency slots
+    P:limit:NAME:q     zset  waiter token -> arrival ticket          the FIFO queue
+    P:limit:NAME:w     zset  waiter token -> liveness deadline (µs)  waiters still polling
+    P:limit:NAME:n     string                                        ticket counter
+    P:limit:NAME:k:TOK list                                          a waiter's wake-up call
+
+A waiter blocks on its own wake key (``BLPOP``) until the head of the queue moves to
+it, a slot is released, a cost is reported lower, or its own computed time comes;
+it polls at least every ``POLL`` seconds, which keeps it alive in the queue. A
+waiter that stops polling (its process died) is dropped after ``WAITER_TTL``; a
+holder that stops renewing its slot loses it after the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+import logging
+import math
+import secrets
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CoordinationTimeoutError
+from ..limits import LimitSpec, LimitStore, LimitUsage
+from .memory_limits import SLICES
+from .redis_conn import Link, backend_error
+from .redis_lua import Script
+
+if TYPE_CHECKING:
+    from .redis import RedisBackend
+
+__all__ = ["RedisAdmission", "RedisLimitStore"]
+
+logger = logging.getLogger("agentdiff_coordination")
+
+#: longest wait between two polls of a waiter (keeps it alive in the queue)
+POLL = 1.0
+#: a waiter that has not polled for this long is dropped from the queue
+WAITER_TTL = 5.0
+#: the last stretch of a known wait, slept exactly rather than blocked on Redis
+FINE = 0.15
+
+
+# -- the scripts -----------------------------------------------------------------------
+# ARGV always starts with the key base and the keys' TTL (ms); a limit's shape is
+# ``conc, n, (limit, period µs, weighted, slice µs) * n`` at the offset each script names.
+
+_PRELUDE = r"""
+local B, ttl = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local Q, W, H = B .. ':q', B .. ':w', B .. ':h'
+
+local function shape(o)
+  local conc, n, dims = tonumber(ARGV[o]), tonumber(ARGV[o + 1]), {}
+  for i = 1, n do
+    local a = o + 2 + (i - 1) * 4
+    dims[i] = {lim = tonumber(ARGV[a]), per = tonumber(ARGV[a + 1]), weighted = ARGV[a + 2] == '1',
+               res = tonumber(ARGV[a + 3])}
+  end
+  return conc, n, dims, o + 2 + n * 4
+end
+
+local function expire(i, d)   -- drop the entries out of every window from now on; the log's total
+  local l, c = B .. ':l:' .. i, B .. ':c:' .. i
+  local total = tonumber(redis.call('HGET', c, 'total') or '0')
+  local dropped = false
+  while true do
+    local s = redis.call('LINDEX', l, 0)
+    if not s or tonumber(s) + d.per > now then break end
+    redis.call('LPOP', l)
+    total = total - tonumber(redis.call('HGET', c, s) or '0')
+    redis.call('HDEL', c, s)
+    dropped = true
+  end
+  if dropped then redis.call('HSET', c, 'total', total) end
+  return total
+end
+
+local function wait_for(i, d, total, cost)   -- µs until cost fits (0: it fits now)
+  local need = total + cost - d.lim
+  if need <= 0 then return 0 end
+  local l, c = B .. ':l:' .. i, B .. ':c:' .. i
+  local stamps = redis.call('LRANGE', l, 0, -1)
+  if #stamps == 0 then redis.call('HSET', c, 'total', 0) return 0 end
+  local costs = redis.call('HMGET', c, unpack(stamps))
+  local freed = 0
+  for k = 1, #stamps do
+    freed = freed + tonumber(costs[k] or '0')
+    if freed >= need then return tonumber(stamps[k]) + d.per - now end
+  end
+  return tonumber(stamps[#stamps]) + d.per - now
+end
+
+local function record(i, d, cost)   -- log cost now, in the entry of this slice; the entry's stamp
+  local l, c = B .. ':l:' .. i, B .. ':c:' .. i
+  local r = math.fmod(now, d.res)
+  local key = string.format('%d', r > 0 and now - r + d.res or now)
+  redis.call('HINCRBY', c, 'total', cost)
+  if redis.call('HINCRBY', c, key, cost) == cost then   -- a new slice: append it to the log
+    local last = redis.call('LINDEX', l, -1)
+    if last and tonumber(last) > tonumber(key) then   -- the server's clock stepped back: share the last
+      redis.call('HDEL', c, key)
+      redis.call('HINCRBY', c, last, cost)
+      return last
+    end
+    redis.call('RPUSH', l, key)
+    redis.call('PEXPIRE', l, ttl)
+    redis.call('PEXPIRE', c, ttl)
+  end
+  return key
+end
+
+local function wake_head(skip)
+  local head = redis.call('ZRANGE', Q, 0, 0)[1]
+  if head and head ~= skip then
+    local k = B .. ':k:' .. head
+    if redis.call('LLEN', k) == 0 then redis.call('RPUSH', k, '1') end
+    redis.call('PEXPIRE', k, ttl)
+  end
+end
+
+local function purge(skip, conc)   -- drop waiters that stopped polling, holders whose lease ran out
+  local dead = redis.call('ZRANGEBYSCORE', W, '-inf', now)
+  for _, d in ipairs(dead) do
+    redis.call('ZREM', Q, d)
+    redis.call('ZREM', W, d)
+    redis.call('DEL', B .. ':k:' .. d)
+  end
+  if #dead > 0 then wake_head(skip) end
+  if conc > 0 and redis.call('ZREMRANGEBYSCORE', H, '-inf', now) > 0 then wake_head(skip) end
+end
+
+local function touch(keys)   -- keep the written keys while the limit is in use
+  for _, k in ipairs(keys) do redis.call('PEXPIRE', k, ttl) end
+end
+
+
+"""
+
+# ARGV: B ttl token cost mode lease_us waiter_ttl_us SHAPE -> {1, now, stamp...} | {0, wait µs or -1}
+ACQUIRE = Script("limit_acquire", _PRELUDE + r"""
+local token, cost, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local lease, wttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local conc, n, dims = shape(8)
+local head = redis.call('ZRANGE', Q, 0, 0)[1]
+if head or conc > 0 then
+  purge(token, conc)
+  head = redis.call('ZRANGE', Q, 0, 0)[1]
+end
+local function queue(wait)
+  if mode == 'wait' then
+    if not redis.call('ZSCORE', Q, token) then redis.call('ZADD', Q, redis.call('INCR', B .. ':n'), token) end
+    redis.call('ZADD', W, now + wttl, token)
+    touch({Q, W, B .. ':n'})
+  end
+  return {0, wait}
+end
+if head and head ~= token then return queue(-1) end
+local wait = 0
+if conc > 0 and redis.call('ZCARD', H) >= conc then wait = -1 end
+if wait == 0 then
+  for i = 1, n do
+    local w = wait_for(i, dims[i], expire(i, dims[i]), dims[i].weighted and cost or 1)
+    if w > wait then wait = w end
+  end
+end
+if wait < 0 then return queue(-1) end
+if wait > 0 then return queue(math.max(1, math.ceil(wait))) end
+local reply = {1, now}
+for i = 1, n do reply[i + 2] = record(i, dims[i], dims[i].weighted and cost or 1) end
+if conc > 0 then
+  redis.call('ZADD', H, now + lease, token)
+  touch({H})
+end
+if head then
+  redis.call('ZREM', Q, token)
+  redis.call('ZREM', W, token)
+  redis.call('DEL', B .. ':k:' .. token)
+  wake_head(token)
+end
+return reply
+""")
+
+# ARGV: B ttl token
+RELEASE = Script("limit_release", _PRELUDE + r"""
+if redis.call('ZREM', H, ARGV[3]) == 1 then wake_head() end
+return 1
+""")
+
+# ARGV: B ttl token
+ABANDON = Script("limit_abandon", _PRELUDE + r"""
+local head = redis.call('ZRANGE', Q, 0, 0)[1]
+redis.call('ZREM', Q, ARGV[3])
+redis.call('ZREM', W, ARGV[3])
+redis.call('DEL', B .. ':k:' .. ARGV[3])
+if head == ARGV[3] then wake_head() end
+return 1
+""")
+
+# ARGV: B ttl delta SHAPE stamp... : change the cost of one admission's entries still in their window
+REPORT = Script("limit_report", _PRELUDE + r"""
+local delta = tonumber(ARGV[3])
+local conc, n, dims, o = shape(4)
+for i = 1, n do
+  local d, s = dims[i], ARGV[o + i - 1]
+  if d.weighted and tonumber(s) + d.per > now and redis.call('HEXISTS', B .. ':c:' .. i, s) == 1 then
+    redis.call('HINCRBY', B .. ':c:' .. i, s, delta)
+    redis.call('HINCRBY', B .. ':c:' .. i, 'total', delta)
+  end
+end
+if delta < 0 then wake_head() end
+return 1
+""")
+
+# ARGV: B ttl cost SHAPE : log cost spent now in the weighted rates, admitted or not
+CHARGE = Script("limit_charge", _PRELUDE + r"""
+local cost = tonumber(ARGV[3])
+local conc, n, dims = shape(4)
+for i = 1, n do
+  if dims[i].weighted then
+    expire(i, dims[i])
+    record(i, dims[i], cost)
+  end
+end
+return 1
+""")
+
+# ARGV: B ttl SHAPE -> {holders, waiting, total...}
+USAGE = Script("limit_usage", _PRELUDE + r"""
+local conc, n, dims = shape(3)
+purge(nil, conc)
+local reply = {redis.call('ZCARD', H), redis.call('ZCARD', Q)}
+for i = 1, n do reply[i + 2] = expire(i, dims[i]) end
+return reply
+""")
+
+# ARGV: B ttl lease_us token... -> the tokens no longer held
+RENEW = Script("limit_renew", _PRELUDE + r"""
+local lease, lost = tonumber(ARGV[3]), {}
+for k = 4, #ARGV do
+  if redis.call('ZSCORE', H, ARGV[k]) then redis.call('ZADD', H, now + lease, ARGV[k]) else lost[#lost + 1] = ARGV[k] end
+end
+redis.call('PEXPIRE', H, ttl)
+return lost
+""")
+
+
+def _cancelling() -> bool:
+    """Whether this task was asked to stop, even if a redis-py wait swallowed the request
+    (``asyncio.wait_for`` can lose a cancellation on Python 3.11)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
+def _raise_if_cancelling() -> None:
+    if _cancelling():
+        raise asyncio.CancelledError()
+
+
+class RedisAdmission:
+    """One admission on Redis: its token, when (server seconds), its cost, the stamps of
+    the log entries it was added to, and whether it holds a concurrency slot."""
+
+    __slots__ = ("token", "at", "cost", "stamps", "slot")
+
+    def __init__(self, token: str, at: float, cost: int, stamps: list[str], slot: bool) -> None:
+        self.token = token
+        self.at = at
+        self.cost = cost
+        self.stamps = stamps
+        self.slot = slot
+
+
+def _spec_args(spec: LimitSpec) -> list[Any]:
+    """The limit's shape as script arguments: concurrency, rate count, then per rate
+    (limit, period µs, weighted, slice µs)."""
+    args: list[Any] = [spec.concurrency or 0, len(spec.windows)]
+    for rate, weighted in spec.windows:
+        period = int(round(rate.period * 1_000_000))
+        args += [rate.limit, period, 1 if weighted else 0, max(1, period // SLICES)]
+    return args
+
+
+def _ttl_ms(spec: LimitSpec, lease: float) -> int:
+    longest = max([r.period for r, _ in spec.windows] + [lease, WAITER_TTL])
+    return int(longest * 1000) + 1000
+
+
+class RedisLimitStore(LimitStore):
+    """The limits of a ``RedisBackend``, shared by every process that uses its server."""
+
+    nonblocking = False
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.b = backend
+        self._where = getattr(backend, "safe_url", None) or backend.url
+        self._held: dict[str, tuple[LimitSpec, RedisAdmission]] = {}  # token -> slot, while held
+        self._local = threading.local()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def forked() -> None:
+                store = ref()
+                if store is not None:
+                    store._forked()
+
+            os.register_at_fork(after_in_child=forked)
+        self._mutex = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._args_cache: dict[LimitSpec, tuple[str, list[Any], int]] = {}
+
+    def _forked(self) -> None:
+        """In a forked child: own connections, no slots (the parent holds those), no renewer."""
+        self._local = threading.local()
+        self._held = {}
+        self._mutex = threading.Lock()
+        self._renewer = None
+
+    # -- helpers ---------------------------------------------------------------------
+    def _shape(self, spec: LimitSpec) -> tuple[str, list[Any], int]:
+        """(key base, spec arguments, key TTL ms) of a limit, computed once."""
+        found = self._args_cache.get(spec)
+        if found is None:
+            found = self._args_cache[spec] = (self.b.key("limit", spec.name), _spec_args(spec), _ttl_ms(spec, self._lease()))
+        return found
+
+    def _lease(self) -> float:
+        return float(getattr(self.b, "lease", 30.0))
+
+    def _error(self, exc: BaseException, doing: str) -> BaseException:
+        return backend_error(exc, self._where, doing)
+
+    def _link(self) -> Link:
+        """This thread's own connection for limit commands (no pool on the hot path)."""
+        link: Link | None = getattr(self._local, "link", None)
+        if link is None:
+            link = self._local.link = Link(self.b.new_connection)
+        return link
+
+    def _run(self, script: Script, args: list[Any], doing: str) -> Any:
+        link = self._link()
+        try:
+            return link.script(script, (), args)
+        except Exception as exc:
+            link.reset()  # a reply may be half read: start the next command on a fresh connection
+            raise self._error(exc, doing) from exc
+
+    def _block(self, key: str, seconds: float, doing: str) -> None:
+        """Wait on a wake key for up to ``seconds`` (this thread's connection blocks meanwhile)."""
+        link = self._link()
+        try:
+            link.call("BLPOP", key, f"{seconds:.3f}")
+        except BaseException as exc:
+            link.reset()
+            if isinstance(exc, Exception):
+                raise self._error(exc, doing) from exc
+            raise
+
+    async def _arun(self, script: Any, args: list[Any], doing: str) -> Any:
+        client = self.b.async_client()
+        try:
+            return await client.evalsha(script.sha, 0, *args)
+        except Exception as exc:
+            if type(exc).__name__ == "NoScriptError":
+                try:
+                    return await client.eval(script.source, 0, *args)
+                except Exception as again:
+                    raise self._error(again, doing) from again
+            raise self._error(exc, doing) from exc
+
+    def _acquire_args(self, spec: LimitSpec, token: str, cost: int, wait: bool) -> list[Any]:
+        base, shape, ttl = self._shape(spec)
+        lease_us = int(self._lease() * 1_000_000)
+        return [base, ttl, token, cost, "wait" if wait else "try", lease_us, int(WAITER_TTL * 1_000_000), *shape]
+
+    def _admitted(self, spec: LimitSpec, token: str, cost: int, reply: list[Any]) -> RedisAdmission:
+        stamps = [s.decode() if isinstance(s, bytes) else str(s) for s in reply[2:]]
+        grant = RedisAdmission(token, int(reply[1]) / 1_000_000, cost, stamps, spec.concurrency is not None)
+        if grant.slot:
+            with self._mutex:
+                self._held[token] = (spec, grant)
+            self._ensure_renewer()
+        return grant
+
+    def _timeout(self, spec: LimitSpec, cost: int, timeout: float | None) -> CoordinationTimeoutError:
+        try:
+            now = f"; now {self.usage(spec).describe()}"
+        except Exception:
+            now = ""
+        return CoordinationTimeoutError(
+            f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost} within {timeout}s{now}",
+            resource=spec.name,
+            timeout=timeout,
+        )
+
+    @staticmethod
+    def _pause(reply: list[Any], deadline: float | None) -> tuple[float, bool] | None:
+        """How to wait before the next try: (seconds, block on the wake key?); None past the deadline.
+
+        An open wait (behind the head, or no free slot) blocks on the wake key. A known
+        one (the head waiting for its cost to fit) blocks too while it is long, so a
+        report or a departure can still wake it, and sleeps its last stretch here: Redis
+        times a ``BLPOP`` out only to about 0.1 s, the sleep is as exact as the server's figure.
+        """
+        known = int(reply[1])
+        wait = POLL if known < 0 else min(POLL, known / 1_000_000)
+        block = known < 0 or wait > FINE
+        if known >= 0 and block:
+            wait -= FINE
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            wait = min(wait, left)
+        return max(wait, 0.001), block  # BLPOP's 0 would mean forever
+
+    # -- acquiring -------------------------------------------------------------------
+    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
+        token = secrets.token_hex(8)
+        doing = f"admitting to limit {spec.name!r}"
+        try:
+            reply = self._run(ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
+            if int(reply[0]) == 1:
+                return self._admitted(spec, token, cost, reply)
+            if timeout == 0:
+                raise self._timeout(spec, cost, timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            wake = f"{self._shape(spec)[0]}:k:{token}"
+            while True:
+                pause = self._pause(reply, deadline)
+                if pause is None:
+                    self._abandon(spec, token)
+                    raise self._timeout(spec, cost, timeout)
+                try:
+                    if pause[1]:
+                        self._block(wake, pause[0], f"waiting for limit {spec.name!r}")
+                    else:
+                        time.sleep(pause[0])
+                except Exception as exc:
+                    raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
+                reply = self._run(ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
+                if int(reply[0]) == 1:
+                    return self._admitted(spec, token, cost, reply)
+        except CoordinationTimeoutError:
+            raise
+        except BaseException:  # interrupted or failed while queued: leave the queue
+            self._abandon_quietly(spec, token)
+            raise
+
+    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
+        token = secrets.token_hex(8)
+        doing = f"admitting to limit {spec.name!r}"
+        try:
+            reply = await self._arun(ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
+            if int(reply[0]) == 1:
+                return self._admitted(spec, token, cost, reply)
+            if timeout == 0:
+                raise self._timeout(spec, cost, timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            wake = f"{self._shape(spec)[0]}:k:{token}"
+            while True:
+                pause = self._pause(reply, deadline)
+                if pause is None:
+                    await self._arun(ABANDON, self._abandon_args(spec, token), f"leaving the queue of limit {spec.name!r}")
+                    raise self._timeout(spec, cost, timeout)
+                try:
+                    if pause[1]:
+                        await self.b.async_client().blpop([wake], timeout=pause[0])
+                    else:
+                        await asyncio.sleep(pause[0])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
+                _raise_if_cancelling()
+                reply = await self._arun(ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
+                if int(reply[0]) == 1:
+                    grant = self._admitted(spec, token, cost, reply)
+                    if _cancelling():  # cancelled as the reply came: give the admission back
+                        await self._give_back(spec, grant)
+                        raise asyncio.CancelledError()
+                    return grant
+        except CoordinationTimeoutError:
+            raise
+        except BaseException:
+            # cancelled or failed while queued: leave the queue, on a worker thread so that
+            # the cancellation of this task cannot cut the clean-up short
+            threading.Thread(target=self._abandon_quietly, args=(spec, token), daemon=True).start()
+            raise
+
+    async def _give_back(self, spec: LimitSpec, grant: RedisAdmission) -> None:
+        """Undo an admission its waiter no longer wants: free the slot, uncount the cost
+        (a requests rate keeps counting it: the safe side)."""
+        try:
+            if spec.rates:
+                await self._arun(REPORT, [*self._report_args(spec, grant, -grant.cost)], "giving back an admission")
+            if grant.slot:
+                grant.slot = False
+                await self._arun(RELEASE, self._release_args(spec, grant), "giving back an admission")
+        except Exception:
+            logger.warning("could not give back an admission of limit %r after a cancellation", spec.name)
+
+    def _report_args(self, spec: LimitSpec, grant: RedisAdmission, delta: int) -> list[Any]:
+        base, shape, ttl = self._shape(spec)
+        return [base, ttl, delta, *shape, *grant.stamps]
+
+    def _abandon_args(self, spec: LimitSpec, token: str) -> list[Any]:
+        base, _, ttl = self._shape(spec)
+        return [base, ttl, token]
+
+    def _abandon(self, spec: LimitSpec, token: str) -> None:
+        self._run(ABANDON, self._abandon_args(spec, token), f"leaving the queue of limit {spec.name!r}")
+
+    def _abandon_quietly(self, spec: LimitSpec, token: str) -> None:
+        try:
+            self._abandon(spec, token)
+        except Exception:
+            logger.warning("could not leave the queue of limit %r; it drops this waiter within %ss", spec.name, WAITER_TTL)
+
+    # -- releasing, reporting, charging ----------------------------------------------
+    def _release_args(self, spec: LimitSpec, grant: RedisAdmission) -> list[Any]:
+        with self._mutex:
+            self._held.pop(grant.token, None)
+        base, _, ttl = self._shape(spec)
+        return [base, ttl, grant.token]
+
+    def release(self, spec: LimitSpec, grant: Any) -> None:
+        if grant.slot:
+            grant.slot = False
+            self._run(RELEASE, self._release_args(spec, grant), f"releasing a slot of limit {spec.name!r}")
+
+    async def release_async(self, spec: LimitSpec, grant: Any) -> None:
+        if grant.slot:
+            grant.slot = False
+            await self._arun(RELEASE, self._release_args(spec, grant), f"releasing a slot of limit {spec.name!r}")
+
+    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+        delta, grant.cost = actual - grant.cost, actual
+        if delta and spec.rates:
+            self._run(REPORT, self._report_args(spec, grant, delta), f"reporting the cost to limit {spec.name!r}")
+
+    async def report_async(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+        delta, grant.cost = actual - grant.cost, actual
+        if delta and spec.rates:
+            await self._arun(REPORT, self._report_args(spec, grant, delta), f"reporting the cost to limit {spec.name!r}")
+
+    def charge(self, spec: LimitSpec, cost: int) -> None:
+        base, shape, ttl = self._shape(spec)
+        self._run(CHARGE, [base, ttl, cost, *shape], f"charging limit {spec.name!r}")
+
+    def usage(self, spec: LimitSpec) -> LimitUsage:
+        base, shape, ttl = self._shape(spec)
+        reply = self._run(USAGE, [base, ttl, *shape], f"reading limit {spec.name!r}")
+        used = tuple((rate, weighted, int(total)) for (rate, weighted), total in zip(spec.windows, reply[2:]))
+        return LimitUsage(spec.name, used, int(reply[0]), int(reply[1]))
+
+    # -- leases of held slots ----------------------------------------------------------
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None:
+            with self._mutex:
+                if self._renewer is None and not self._stop.is_set():
+                    self._renewer = threading.Thread(target=self._renew_loop, name="agentdiff-limit-leases", daemon=True)
+                    self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        lease = self._lease()
+        while not self._stop.wait(lease / 3):
+            with self._mutex:
+                held = list(self._held.items())
+            by_limit: dict[str, list[str]] = {}
+            specs: dict[str, LimitSpec] = {}
+            for token, (spec, _) in held:
+                by_limit.setdefault(spec.name, []).append(token)
+                specs[spec.name] = spec
+            for name, tokens in by_limit.items():
+                base, _, ttl = self._shape(specs[name])
+                try:
+                    lost = self._run(RENEW, [base, ttl, int(lease * 1_000_000), *tokens], f"renewing slots of limit {name!r}")
+                except Exception:
+                    logger.warning("could not renew the slots this process holds in limit %r; retrying", name, exc_info=True)
+                    continue
+                for token in lost or ():
+                    token = token.decode() if isinstance(token, bytes) else token
+                    logger.warning(
+                        "a slot of limit %r held by this process outlived its %ss lease and was given to others", name, lease
+                    )
+                    with self._mutex:
+                        self._held.pop(token, None)
+
+    def close(self) -> None:
+        self._stop.set()
+        renewer = self._renewer
+        if renewer is not None and renewer is not threading.current_thread():
+            renewer.join(timeout=5)

@@ -1,0 +1,624 @@
+"""Rate and concurrency limits: ``limit("openai_api", rate="90000/min", requests="500/min")``.
+
+A limit is declared once per process by name and shared by every thread and event
+loop (and, on Redis, by every process and machine)::
+
+    api = limit("openai_api", requests="500/min", rate="90000/min", concurrency=8)
+
+    with api(cost=1200) as permit:          # 1 request and 1200 tokens, admitted together
+        reply = client.chat(...)
+        permit.report(reply.usage.total_tokens)   # correct the estimate after the call
+
+``rate=`` counts the cost of each admission (tokens), ``requests=`` counts admissions
+(each costs 1), ``concurrency=`` bounds the holders at once. Each rate is a sliding
+window: in every window of the period the admitted cost never exceeds the rate.
+Waiters are admitted strictly in arrival order. ``docs/limits.md`` explains the
+algorithm and the guarantee.
+
+The state lives in the backend's ``LimitStore``; this module holds the declarations,
+the rate parser and the user-facing objects, written once for sync and async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from . import config as _config
+from .validation import check_name, check_timeout
+
+__all__ = [
+    "Limit",
+    "LimitSpec",
+    "LimitStore",
+    "LimitUsage",
+    "Permit",
+    "Rate",
+    "enter_async",
+    "enter_sync",
+    "exit_async",
+    "exit_sync",
+    "get_limit",
+    "leave_async",
+    "leave_sync",
+    "limit",
+    "limited_async",
+    "limited_sync",
+    "parse_rate",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("agentdiff_coordination")
+
+# -- rates -------------------------------------------------------------------------------
+
+_UNITS: dict[str, tuple[float, str]] = {}
+for _names, _seconds, _canonical in (
+    (("s", "sec", "secs", "second", "seconds"), 1.0, "s"),
+    (("min", "mins", "minute", "minutes"), 60.0, "min"),
+    (("h", "hr", "hrs", "hour", "hours"), 3600.0, "hour"),
+    (("d", "day", "days"), 86400.0, "day"),
+):
+    for _name in _names:
+        _UNITS[_name] = (_seconds, _canonical)
+
+ACCEPTED_RATES = (
+    "'N/s', 'N/min', 'N/hour' or 'N/day' with N a whole number >= 1 "
+    "(e.g. '20/s', '500/min', '90000/min', '10/hour', '1000/day'), "
+    "optionally over several units such as '100/10s' or '300/5min'"
+)
+_RATE_RE = re.compile(r"^\s*([^/]*?)\s*/\s*(\d*)\s*([A-Za-z]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``limit`` cost in any ``period`` seconds (a sliding window)."""
+
+    limit: int
+    period: float
+    text: str = ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rate) and (self.limit, self.period) == (other.limit, other.period)
+
+    def __hash__(self) -> int:
+        return hash((self.limit, self.period))
+
+    def __str__(self) -> str:
+        return self.text or f"{self.limit}/{self.period:g}s"
+
+
+def parse_rate(value: str | Rate) -> Rate:
+    """``"500/min"`` as a ``Rate``; a malformed rate is a ``ValueError`` naming it."""
+    if isinstance(value, Rate):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"a rate must be a string such as '500/min', not {type(value).__name__} ({value!r})")
+    match = _RATE_RE.match(value)
+    if match is None:
+        raise ValueError(f"malformed rate {value!r}: expected {ACCEPTED_RATES}")
+    amount, count, unit = match.groups()
+    if not amount.isdigit():
+        raise ValueError(f"malformed rate {value!r}: the amount {amount!r} is not a whole number >= 1; expected {ACCEPTED_RATES}")
+    if int(amount) < 1:
+        raise ValueError(f"malformed rate {value!r}: the amount must be at least 1 (a limit of 0 admits nothing); expected {ACCEPTED_RATES}")
+    found = _UNITS.get(unit.lower())
+    if found is None:
+        raise ValueError(f"malformed rate {value!r}: unknown unit {unit!r}; expected {ACCEPTED_RATES}")
+    if count and int(count) < 1:
+        raise ValueError(f"malformed rate {value!r}: the number of units must be at least 1; expected {ACCEPTED_RATES}")
+    seconds, canonical = found
+    n = int(count) if count else 1
+    text = f"{int(amount)}/{n if n != 1 else ''}{canonical}"
+    return Rate(int(amount), seconds * n, text)
+
+
+def _rates(value: str | Rate | Iterable[str | Rate] | None, what: str) -> tuple[Rate, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, Rate)):
+        return (parse_rate(value),)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a rate string such as '500/min' or a list of them, not {value!r}")
+    out = tuple(parse_rate(v) for v in value)
+    if not out:
+        raise ValueError(f"{what} is an empty list: give at least one rate such as '500/min', or None")
+    return out
+
+
+# -- declarations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitSpec:
+    """What a limit allows: weighted ``rates`` (charged the cost of each admission),
+    ``requests`` rates (charged 1 per admission) and at most ``concurrency`` holders."""
+
+    name: str
+    rates: tuple[Rate, ...] = ()
+    requests: tuple[Rate, ...] = ()
+    concurrency: int | None = None
+
+    @property
+    def windows(self) -> tuple[tuple[Rate, bool], ...]:
+        """Every rate with whether it is weighted by cost (True) or counts admissions."""
+        return tuple((r, True) for r in self.rates) + tuple((r, False) for r in self.requests)
+
+    def describe(self) -> str:
+        """The declaration as it would be written, e.g. ``rate='90000/min', concurrency=8``."""
+        parts = []
+        for label, rates in (("rate", self.rates), ("requests", self.requests)):
+            if len(rates) == 1:
+                parts.append(f"{label}={str(rates[0])!r}")
+            elif rates:
+                parts.append(f"{label}={[str(r) for r in rates]!r}")
+        if self.concurrency is not None:
+            parts.append(f"concurrency={self.concurrency}")
+        return ", ".join(parts)
+
+    def check_cost(self, cost: object) -> int:
+        """``cost`` as an admission cost of this limit, or a clear error."""
+        if cost == 1 and type(cost) is int:  # the common case: one request
+            return 1
+        if isinstance(cost, bool) or not isinstance(cost, int):
+            raise TypeError(f"cost of limit {self.name!r} must be a whole number, not {cost!r}")
+        if cost < 1:
+            raise ValueError(f"cost of limit {self.name!r} must be at least 1, not {cost}")
+        for rate in self.rates:
+            if cost > rate.limit:
+                raise ValueError(
+                    f"cost {cost} is larger than limit {self.name!r} allows in any window ({rate}): it could "
+                    "never be admitted; split the request or declare a larger rate"
+                )
+        return cost
+
+
+@dataclass(frozen=True)
+class LimitUsage:
+    """A snapshot of one limit: cost used in the current window of each rate, holders, waiters."""
+
+    name: str
+    used: tuple[tuple[Rate, bool, int], ...]  # (rate, weighted, cost admitted in the last period)
+    holders: int
+    waiting: int
+
+    def describe(self) -> str:
+        parts = [f"{used} of {rate} used" + ("" if weighted else " (requests)") for rate, weighted, used in self.used]
+        parts.append(f"{self.holders} holding")
+        parts.append(f"{self.waiting} waiting")
+        return ", ".join(parts)
+
+
+class LimitStore(ABC):
+    """Where a backend keeps the state of limits; the memory store is the reference.
+
+    ``acquire`` admits ``cost`` under ``spec`` (FIFO, blocking the thread up to
+    ``timeout``), ``acquire_async`` waits without blocking the loop; both return an
+    opaque grant that ``release`` ends (it frees a concurrency slot) and ``report``
+    corrects with the actual cost. ``timeout=0`` tries without waiting or queueing.
+    """
+
+    #: True when ``release`` never blocks, so async code may call it directly
+    nonblocking: bool = True
+
+    @abstractmethod
+    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Any:
+        """Admit ``cost``; raise ``CoordinationTimeoutError`` naming the limit on timeout."""
+
+    @abstractmethod
+    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Any:
+        """Admit ``cost`` without blocking the loop; cancellation leaves nothing held or queued."""
+
+    def admit_now(self, spec: LimitSpec, cost: int) -> Any:
+        """A grant if ``cost`` is admitted at once without waiting or I/O, else None.
+
+        The fast path of async admission; a store that cannot answer locally returns
+        None and ``acquire_async`` does the work.
+        """
+        return None
+
+    @abstractmethod
+    def release(self, spec: LimitSpec, grant: Any) -> None:
+        """End ``grant``: free its concurrency slot (rates are spent, never given back)."""
+
+    async def release_async(self, spec: LimitSpec, grant: Any) -> None:
+        """Release from async code; the default calls the non-blocking ``release``."""
+        self.release(spec, grant)
+
+    @abstractmethod
+    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+        """Replace the cost charged for ``grant`` by ``actual`` in the windows it still counts in."""
+
+    async def report_async(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+        """``report`` from async code; the default calls the non-blocking ``report``."""
+        self.report(spec, grant, actual)
+
+    @abstractmethod
+    def charge(self, spec: LimitSpec, cost: int) -> None:
+        """Record ``cost`` spent now outside any admission (usage that already happened)."""
+
+    @abstractmethod
+    def usage(self, spec: LimitSpec) -> LimitUsage:
+        """A snapshot of the limit's state."""
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+_declared: dict[str, Limit] = {}
+_declare_lock = threading.Lock()
+
+
+def limit(
+    name: str,
+    *,
+    rate: str | Rate | Iterable[str | Rate] | None = None,
+    requests: str | Rate | Iterable[str | Rate] | None = None,
+    concurrency: int | None = None,
+) -> Limit:
+    """Declare the named limit (or, with only a name, look up the declared one).
+
+    ``rate`` is charged the cost of each admission (``"90000/min"`` tokens), ``requests``
+    one per admission (``"500/min"``), ``concurrency`` bounds the holders at once. Give
+    several rates as a list; all are admitted together or not at all. Declaring a name
+    again with the same limits returns the same object; with different ones it is an error.
+    """
+    check_name(name, "limit name")
+    if rate is None and requests is None and concurrency is None:
+        found = _declared.get(name)
+        if found is None:
+            raise LookupError(
+                f"limit {name!r} is not declared: declare it once with limit({name!r}, rate='500/min') "
+                "and/or requests=..., concurrency=N before using it by name"
+            )
+        return found
+    if concurrency is not None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise TypeError(f"concurrency of limit {name!r} must be a whole number, not {concurrency!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency of limit {name!r} must be at least 1, not {concurrency}")
+    spec = LimitSpec(name, _rates(rate, f"rate of limit {name!r}"), _rates(requests, f"requests of limit {name!r}"), concurrency)
+    with _declare_lock:
+        found = _declared.get(name)
+        if found is not None:
+            if found.spec != spec:
+                raise ValueError(
+                    f"limit {name!r} is already declared as {found.spec.describe()}; it cannot also be "
+                    f"{spec.describe()}: use another name, or declare it the same way everywhere"
+                )
+            return found
+        made = _declared[name] = Limit(spec)
+        return made
+
+
+def get_limit(name: str) -> Limit:
+    """The declared limit called ``name`` (``LookupError`` naming it when undeclared)."""
+    found = _declared.get(name)
+    return found if found is not None else limit(name)
+
+
+def _reset_for_tests() -> None:
+    """Forget every declaration (test helper)."""
+    with _declare_lock:
+        _declared.clear()
+
+
+def _store() -> LimitStore:
+    backend = _config._backend or _config.get_backend()
+    return backend.limit_store()
+
+
+# -- permits and the call chain's held permits -------------------------------------------
+
+_active: ContextVar[tuple[Permit, ...]] = ContextVar("agentdiff_limit_permits", default=())
+
+
+class Permit:
+    """One admission under a limit: report the actual cost, then release (or leave the ``with``).
+
+    Releasing frees the concurrency slot; the rate budget it used stays spent for the
+    period. Releasing twice does nothing.
+    """
+
+    __slots__ = ("limit", "cost", "_grant", "_store", "_released")
+
+    def __init__(self, limit: Limit, cost: int, grant: Any, store: LimitStore) -> None:
+        self.limit = limit
+        self.cost = cost
+        self._grant = grant
+        self._store = store
+        self._released = False
+
+    def report(self, actual: int) -> None:
+        """The call really cost ``actual`` (tokens used): correct the windows it counts in.
+
+        Less than charged gives the difference back to waiters now; more is counted as
+        spent at the admission, so later admissions wait for it.
+        """
+        if self._check_actual(actual):
+            self._store.report(self.limit.spec, self._grant, actual)
+            self.cost = actual
+
+    async def report_async(self, actual: int) -> None:
+        """``report`` from async code, without blocking the loop on a shared backend."""
+        if self._check_actual(actual):
+            await self._store.report_async(self.limit.spec, self._grant, actual)
+            self.cost = actual
+
+    def _check_actual(self, actual: object) -> bool:
+        """Validate a reported cost; True when it differs from what was charged."""
+        if isinstance(actual, bool) or not isinstance(actual, int):
+            raise TypeError(f"actual cost reported to limit {self.limit.name!r} must be a whole number, not {actual!r}")
+        if actual < 0:
+            raise ValueError(f"actual cost reported to limit {self.limit.name!r} must be >= 0, not {actual}")
+        return actual != self.cost
+
+    @property
+    def released(self) -> bool:
+        """Whether the permit was released."""
+        return self._released
+
+    @property
+    def admitted_at(self) -> float:
+        """When the store admitted it, on the store's clock (monotonic seconds in memory,
+        the server's clock in seconds on Redis)."""
+        return float(self._grant.at)
+
+    def release(self) -> None:
+        """Free the concurrency slot (if the limit has one)."""
+        if not self._released:
+            self._released = True
+            self._store.release(self.limit.spec, self._grant)
+
+    async def release_async(self) -> None:
+        """Free the slot from async code without blocking the loop; a cancellation of the
+        caller meanwhile does not cut the release short."""
+        if not self._released:
+            self._released = True
+            if self._store.nonblocking:
+                self._store.release(self.limit.spec, self._grant)
+            else:
+                await asyncio.shield(self._store.release_async(self.limit.spec, self._grant))
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Permit:
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        await self.release_async()
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "held"
+        return f"<Permit {self.limit.name!r} cost={self.cost} {state}>"
+
+
+def _push(permit: Permit) -> None:
+    _active.set(_active.get() + (permit,))
+
+
+def _pop(permit: Permit) -> None:
+    held = _active.get()
+    if held and held[-1] is permit:
+        _active.set(held[:-1])
+    elif permit in held:  # left out of order (a generator, a hand-off): drop just this one
+        _active.set(tuple(p for p in held if p is not permit))
+
+
+def enter_sync(limit: Limit, cost: int, timeout: float | None) -> Permit:
+    """Admit ``cost`` and record the permit in this call chain (``Limit.report`` finds it)."""
+    permit = limit.acquire(cost, timeout=timeout)
+    _push(permit)
+    return permit
+
+
+async def enter_async(limit: Limit, cost: int, timeout: float | None) -> Permit:
+    permit = await limit.acquire_async(cost, timeout=timeout)
+    _push(permit)
+    return permit
+
+
+def exit_sync(permit: Permit) -> None:
+    """Forget ``permit`` in this call chain and release it."""
+    _pop(permit)
+    permit.release()
+
+
+async def exit_async(permit: Permit) -> None:
+    _pop(permit)
+    await permit.release_async()
+
+
+def leave_sync(permit: Permit) -> None:
+    """Release ``permit`` at the end of a coordinated step; a failure is logged, never raised.
+
+    A slot that could not be released (the Redis server went away) is recovered
+    when its lease runs out, so the step's own outcome stands.
+    """
+    try:
+        exit_sync(permit)
+    except Exception:
+        logger.exception("releasing limit %r after a coordinated step failed", permit.limit.name)
+
+
+async def leave_async(permit: Permit) -> None:
+    """The async twin of ``leave_sync``; the release survives the step's cancellation."""
+    try:
+        await exit_async(permit)
+    except Exception:
+        logger.exception("releasing limit %r after a coordinated step failed", permit.limit.name)
+
+
+def limited_sync(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` taking the limit called ``name`` (cost 1) around each call, looked up per call."""
+
+    @functools.wraps(fn)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        found = _declared.get(name)
+        permit = enter_sync(found if found is not None else limit(name), 1, timeout)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            leave_sync(permit)
+
+    return limited
+
+
+def limited_async(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The async twin of ``limited_sync``: waits for the limit without blocking the loop."""
+
+    @functools.wraps(fn)
+    async def limited(*args: Any, **kwargs: Any) -> Any:
+        found = _declared.get(name)
+        permit = await enter_async(found if found is not None else limit(name), 1, timeout)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            await leave_async(permit)
+
+    return limited
+
+
+def _innermost(limit: Limit, *, released: bool = False) -> Permit:
+    for permit in reversed(_active.get()):
+        if permit.limit is limit and (released or not permit.released):
+            return permit
+    raise RuntimeError(
+        f"no permit of limit {limit.name!r} is held in this call chain: call report() inside "
+        f"'with limit({limit.name!r})' or a step coordinated with limit={limit.name!r}, or on the Permit itself"
+    )
+
+
+# -- the user-facing objects -------------------------------------------------------------
+
+
+class _Use:
+    """``limit(...)(cost=..., timeout=...)``: one kind of use, as ``with``, ``async with`` or decorator."""
+
+    __slots__ = ("limit", "cost", "timeout")
+
+    def __init__(self, limit: Limit, cost: int, timeout: float | None) -> None:
+        self.limit = limit
+        self.cost = cost
+        self.timeout = timeout
+
+    def __enter__(self) -> Permit:
+        return enter_sync(self.limit, self.cost, self.timeout)
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        exit_sync(_innermost(self.limit, released=True))
+
+    async def __aenter__(self) -> Permit:
+        return await enter_async(self.limit, self.cost, self.timeout)
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        await exit_async(_innermost(self.limit, released=True))
+
+    def __call__(self, fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"limit({self.limit.name!r}) decorates a function, not {fn!r}")
+        lim, cost, timeout = self.limit, self.cost, self.timeout
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_limited(*args: Any, **kwargs: Any) -> Any:
+                permit = await enter_async(lim, cost, timeout)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    await exit_async(permit)
+
+            return cast(F, async_limited)
+
+        @functools.wraps(fn)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            permit = enter_sync(lim, cost, timeout)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                exit_sync(permit)
+
+        return cast(F, limited)
+
+
+class Limit(_Use):
+    """A declared limit: ``with``, ``async with``, a decorator, or ``acquire()`` by hand.
+
+    Used bare it admits cost 1 and waits as long as it takes; ``limit(cost=..., timeout=...)``
+    gives the same with a cost (tokens) and a bound on the wait. One object serves every
+    thread and task: each admission is recorded in the caller's context.
+    """
+
+    __slots__ = ("spec", "name")
+
+    def __init__(self, spec: LimitSpec) -> None:
+        super().__init__(self, 1, None)
+        self.spec = spec
+        self.name = spec.name
+
+    def __call__(self, fn: Any = None, /, *, cost: int = 1, timeout: float | None = None) -> Any:
+        """``@limit`` on a function, or ``limit(cost=..., timeout=...)`` for one kind of use."""
+        if fn is not None:
+            return _Use(self, self.spec.check_cost(cost), check_timeout(timeout))(fn)
+        return _Use(self, self.spec.check_cost(cost), check_timeout(timeout))
+
+    def acquire(self, cost: int = 1, *, timeout: float | None = None) -> Permit:
+        """Wait (blocking the thread) until ``cost`` is admitted; the permit to release.
+
+        ``timeout=0`` does not wait; past ``timeout`` seconds ``CoordinationTimeoutError``
+        names the limit and its state.
+        """
+        cost = self.spec.check_cost(cost)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        store = (_config._backend or _config.get_backend()).limit_store()
+        return Permit(self, cost, store.acquire(self.spec, cost, timeout), store)
+
+    async def acquire_async(self, cost: int = 1, *, timeout: float | None = None) -> Permit:
+        """Wait until ``cost`` is admitted without blocking the event loop."""
+        cost = self.spec.check_cost(cost)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        store = (_config._backend or _config.get_backend()).limit_store()
+        grant = store.admit_now(self.spec, cost)
+        if grant is None:
+            grant = await store.acquire_async(self.spec, cost, timeout)
+        return Permit(self, cost, grant, store)
+
+    @property
+    def max_cost(self) -> int | None:
+        """The largest cost one admission may ask for (the smallest ``rate=``), None when unbounded."""
+        return min((r.limit for r in self.spec.rates), default=None)
+
+    def report(self, actual: int) -> None:
+        """Report the actual cost of the innermost admission this call chain holds."""
+        _innermost(self).report(actual)
+
+    def charge(self, cost: int) -> None:
+        """Count ``cost`` spent now without waiting (usage learned after the fact)."""
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError(f"cost charged to limit {self.name!r} must be a whole number >= 0, not {cost!r}")
+        if cost and self.spec.rates:
+            _store().charge(self.spec, cost)
+
+    def usage(self) -> LimitUsage:
+        """A snapshot: cost used in each window, holders and waiters."""
+        return _store().usage(self.spec)
+
+    def __repr__(self) -> str:
+        return f"limit({self.name!r}, {self.spec.describe()})"
