@@ -15,9 +15,11 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
 from typing import Any
 
-from .backends.base import Backend
+from .backends.base import Backend, LockGrant
+from .errors import LeaseLostError
 
 __all__ = ["Settings", "configure", "configure_broker", "get_backend", "settings"]
 
@@ -46,6 +48,8 @@ class Settings:
     lease: float = 30.0
     #: prefix of every key a shared backend writes
     key_prefix: str = "agentdiff"
+    #: called as ``callback(grant, error)`` when a distributed lease is lost while held
+    on_lease_lost: Callable[[LockGrant, LeaseLostError], None] | None = None
 
 
 _NONNEG_FLOATS = {"retry_delay", "exit_drain_timeout"}
@@ -105,6 +109,8 @@ def _validated(options: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{key} must be {'positive' if key in _POSITIVE_INTS else '>= 0'}, not {value!r}")
         elif key == "key_prefix" and (not isinstance(value, str) or not value):
             raise ValueError(f"key_prefix must be a non-empty string, not {value!r}")
+        elif key == "on_lease_lost" and value is not None and not callable(value):
+            raise TypeError(f"on_lease_lost must be a callable(grant, error) or None, not {value!r}")
     return options
 
 

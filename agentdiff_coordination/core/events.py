@@ -429,7 +429,12 @@ def _exit_drain() -> None:
     if b is None or not b.pending:
         return
     timeout = settings().exit_drain_timeout
-    if not b.drain(timeout):
+    try:
+        idle = b.drain(timeout)
+    except CoordinationError as exc:  # e.g. the shared backend is unreachable at exit
+        logger.warning("could not drain pending events at interpreter exit: %s", exc)
+        return
+    if not idle:
         logger.warning(
             "%d event deliveries were still pending at interpreter exit after waiting %.1fs "
             "(AGENTDIFF_COORDINATION_EXIT_DRAIN); their handlers did not run to the end",

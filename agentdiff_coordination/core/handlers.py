@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from . import config as _config
+
 if TYPE_CHECKING:
     from .events import Event, Subscription
 
@@ -263,9 +265,7 @@ class HandlerRunner:
 
 
 def _policy(sub: Subscription) -> tuple[int, float]:
-    from .config import settings
-
-    s = settings()
+    s = _config.settings()
     retries = s.handler_retries if sub.retries is None else sub.retries
     delay = s.retry_delay if sub.retry_delay is None else sub.retry_delay
     return retries, delay

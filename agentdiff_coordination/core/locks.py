@@ -83,20 +83,29 @@ def _deadline_left(deadline: float | None) -> float | None:
     return max(0.0, deadline - time.monotonic())
 
 
-def acquire_sync(names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object) -> None:
+def acquire_sync(
+    names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None
+) -> None:
     """Take every name for ``owner`` (re-entering those this chain holds); all or none."""
     parent = _held_get()
     backend = _config._backend or get_backend()
     if parent is None and len(names) == 1:  # the common, uncontended case
         name = names[0]
-        grant = backend.acquire_lock(name, holder, timeout)
+        if lease is None:
+            grant = backend.acquire_lock(name, holder, timeout)
+        else:
+            grant = backend.acquire_lock(name, holder, timeout, lease=lease)
         _held_set((owner, (grant,), {name: grant}, None, backend))
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     grants: list[LockGrant] = []
     try:
         for name in names:
-            grant = _reenter(parent, name) or backend.acquire_lock(name, holder, _deadline_left(deadline))
+            grant = _reenter(parent, name) or (
+                backend.acquire_lock(name, holder, _deadline_left(deadline))
+                if lease is None
+                else backend.acquire_lock(name, holder, _deadline_left(deadline), lease=lease)
+            )
             grants.append(grant)
     except BaseException:
         for grant in reversed(grants):
@@ -105,13 +114,15 @@ def acquire_sync(names: tuple[str, ...], timeout: float | None, holder: str | No
     _push(owner, grants, parent, backend)
 
 
-async def acquire_async(names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object) -> None:
+async def acquire_async(
+    names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None
+) -> None:
     """The async twin of ``acquire_sync``: waits without blocking the loop."""
     parent = _held_get()
     backend = _config._backend or get_backend()
     if parent is None and len(names) == 1:
         name = names[0]
-        grant = backend.try_acquire_lock(name, holder) or await backend.acquire_lock_async(name, holder, timeout)
+        grant = backend.try_acquire_lock(name, holder) or await _wait_async(backend, name, holder, timeout, lease)
         _held_set((owner, (grant,), {name: grant}, None, backend))
         return
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -121,7 +132,7 @@ async def acquire_async(names: tuple[str, ...], timeout: float | None, holder: s
             grant = (
                 _reenter(parent, name)
                 or backend.try_acquire_lock(name, holder)
-                or await backend.acquire_lock_async(name, holder, _deadline_left(deadline))
+                or await _wait_async(backend, name, holder, _deadline_left(deadline), lease)
             )
             grants.append(grant)
     except BaseException:
@@ -129,6 +140,14 @@ async def acquire_async(names: tuple[str, ...], timeout: float | None, holder: s
             await _drop_async(grant, backend)
         raise
     _push(owner, grants, parent, backend)
+
+
+async def _wait_async(
+    backend: Backend, name: str, holder: str | None, timeout: float | None, lease: float | None
+) -> LockGrant:
+    if lease is None:
+        return await backend.acquire_lock_async(name, holder, timeout)
+    return await backend.acquire_lock_async(name, holder, timeout, lease=lease)
 
 
 def _uncount(grant: LockGrant) -> bool:
@@ -257,22 +276,25 @@ class Lock:
     shared by every thread and task.
     """
 
-    __slots__ = ("names", "timeout", "holder")
+    __slots__ = ("names", "timeout", "holder", "lease")
 
-    def __init__(self, names: tuple[str, ...], timeout: float | None, holder: str | None = None) -> None:
+    def __init__(
+        self, names: tuple[str, ...], timeout: float | None, holder: str | None = None, lease: float | None = None
+    ) -> None:
         self.names = names
         self.timeout = timeout
         self.holder = holder
+        self.lease = lease
 
     def __enter__(self) -> Lock:
-        acquire_sync(self.names, self.timeout, self.holder, self)
+        acquire_sync(self.names, self.timeout, self.holder, self, self.lease)
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         release_sync(self)
 
     async def __aenter__(self) -> Lock:
-        await acquire_async(self.names, self.timeout, self.holder, self)
+        await acquire_async(self.names, self.timeout, self.holder, self, self.lease)
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
@@ -318,12 +340,19 @@ class Lock:
         return f"lock({names!r}, timeout={self.timeout!r})"
 
 
-def lock(name_or_names: str | Iterable[str], *, timeout: float | None = None) -> Lock:
+def lock(
+    name_or_names: str | Iterable[str], *, timeout: float | None = None, lease: float | None = None
+) -> Lock:
     """The named lock (or several names, all or none) as a context manager and decorator.
 
     ``timeout`` (seconds) bounds the wait; past it ``CoordinationTimeoutError`` names the
-    lock and its holder. ``None`` waits as long as it takes.
+    lock and its holder. ``None`` waits as long as it takes. ``lease`` (seconds) sets this
+    lock's lease on a distributed backend instead of the configured ``lease`` option (it is
+    renewed while the holder runs); the in-memory backend needs no lease and ignores it.
     """
     if callable(name_or_names) and not isinstance(name_or_names, str):
         check_decorator_name(name_or_names, "lock", "resource_name")
-    return Lock(normalize_names(name_or_names), check_timeout(timeout))
+    seconds = check_timeout(lease, "lease")
+    if lease is not None and not seconds:
+        raise ValueError(f"lease must be a positive number of seconds (or None for the configured lease), not {lease!r}")
+    return Lock(normalize_names(name_or_names), check_timeout(timeout), lease=seconds)

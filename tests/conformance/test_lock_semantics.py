@@ -392,8 +392,8 @@ def test_a_different_call_chain_blocks() -> None:
         except CoordinationTimeoutError:
             return False
 
-    async def unrelated_task(started: asyncio.Event) -> bool:
-        started.set()
+    async def unrelated_task(held: asyncio.Event) -> bool:
+        await held.wait()  # try only once main holds the lock (a networked acquire takes a while)
         try:
             async with lock("re-other-chain", timeout=0.05):
                 return True
@@ -401,10 +401,10 @@ def test_a_different_call_chain_blocks() -> None:
             return False
 
     async def main() -> bool:
-        started = asyncio.Event()
-        task = asyncio.create_task(unrelated_task(started))  # created before the lock was taken
+        held = asyncio.Event()
+        task = asyncio.create_task(unrelated_task(held))  # created before the lock was taken
         async with lock("re-other-chain"):
-            await started.wait()
+            held.set()
             return await task
 
     with lock("re-other-chain"):

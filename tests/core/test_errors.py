@@ -207,3 +207,9 @@ def test_bad_when_options_are_rejected() -> None:
 def test_the_error_tree_has_one_root() -> None:
     assert issubclass(CoordinationTimeoutError, CoordinationError)
     assert issubclass(CoordinationTimeoutError, TimeoutError)
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_a_lease_that_is_not_positive_is_a_value_error(bad: float) -> None:
+    with pytest.raises(ValueError, match="lease"):
+        lock("x", lease=bad)

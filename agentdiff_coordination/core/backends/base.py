@@ -78,7 +78,9 @@ class Backend(ABC):
 
     # -- locks -------------------------------------------------------------------
     @abstractmethod
-    def acquire_lock(self, name: str, holder: str | None, timeout: float | None) -> LockGrant:
+    def acquire_lock(
+        self, name: str, holder: str | None, timeout: float | None, *, lease: float | None = None
+    ) -> LockGrant:
         """Wait (blocking the thread) for ``name``; raise ``CoordinationTimeoutError`` on timeout."""
 
     def try_acquire_lock(self, name: str, holder: str | None) -> LockGrant | None:
@@ -90,7 +92,9 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    async def acquire_lock_async(self, name: str, holder: str | None, timeout: float | None) -> LockGrant:
+    async def acquire_lock_async(
+        self, name: str, holder: str | None, timeout: float | None, *, lease: float | None = None
+    ) -> LockGrant:
         """Wait for ``name`` without blocking the event loop; cancellation leaves nothing held."""
 
     @abstractmethod

@@ -119,7 +119,9 @@ class MemoryBackend(Backend):
         finally:
             mutex.release()
 
-    def acquire_lock(self, name: str, holder: str | None, timeout: float | None) -> LockGrant:
+    def acquire_lock(
+        self, name: str, holder: str | None, timeout: float | None, *, lease: float | None = None
+    ) -> LockGrant:
         mutex = self._mutex
         mutex.acquire()
         if name not in self._grants:
@@ -162,7 +164,9 @@ class MemoryBackend(Backend):
         assert waiter.grant is not None
         return waiter.grant
 
-    async def acquire_lock_async(self, name: str, holder: str | None, timeout: float | None) -> LockGrant:
+    async def acquire_lock_async(
+        self, name: str, holder: str | None, timeout: float | None, *, lease: float | None = None
+    ) -> LockGrant:
         with self._mutex:
             if name not in self._grants:
                 n = next(self._fencing)
