@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -41,7 +40,6 @@ _Frame: TypeAlias = "tuple[object, tuple[LockGrant, ...], dict[str, LockGrant], 
 _held: ContextVar[_Frame | None] = ContextVar("agentdiff_held_locks", default=None)
 _held_get = _held.get
 _held_set = _held.set
-_count_mutex = threading.Lock()
 
 
 def normalize_names(names: str | Iterable[str], what: str = "lock name") -> tuple[str, ...]:
@@ -63,11 +61,8 @@ def _reenter(parent: _Frame | None, name: str) -> LockGrant | None:
     grant: LockGrant | None = parent[2].get(name)
     if grant is None:
         return None
-    with _count_mutex:
-        if grant.count > 0:
-            grant.count += 1
-            return grant
-    return None
+    backend: Backend = parent[4]
+    return grant if backend.reenter(grant) else None
 
 
 def _push(owner: object, grants: list[LockGrant], parent: _Frame | None, backend: Backend) -> None:
@@ -150,42 +145,15 @@ async def _wait_async(
     return await backend.acquire_lock_async(name, holder, timeout, lease=lease)
 
 
-def _uncount(grant: LockGrant) -> bool:
-    """Count one user of ``grant`` out; True when it was the last (release it then)."""
-    _count_mutex.acquire()
-    count = grant.count
-    grant.count = count - 1
-    _count_mutex.release()
-    if count <= 0:
-        grant.count = 0
-        raise LockNotHeldError(f"lock {grant.name!r} was already released")
-    return count == 1
-
-
-def _release_one(grant: LockGrant, backend: Backend) -> None:
-    """``_drop_sync`` with the count inlined: the hot path of every release."""
-    _count_mutex.acquire()
-    count = grant.count
-    grant.count = count - 1
-    _count_mutex.release()
-    if count == 1:
-        backend.release_lock(grant)
-    elif count <= 0:
-        grant.count = 0
-        raise LockNotHeldError(f"lock {grant.name!r} was already released")
-
-
 def _drop_sync(grant: LockGrant, backend: Backend) -> None:
-    if _uncount(grant):
-        backend.release_lock(grant)
+    backend.release_counted(grant)
 
 
 async def _drop_async(grant: LockGrant, backend: Backend) -> None:
-    if _uncount(grant):
-        if backend.nonblocking_release:
-            backend.release_lock(grant)
-        else:
-            await backend.release_lock_async(grant)
+    if backend.nonblocking_release:
+        backend.release_counted(grant)
+    elif backend.leave(grant):
+        await backend.release_lock_async(grant)
 
 
 def _pop(owner: object) -> _Frame:
@@ -226,7 +194,7 @@ def release_sync(owner: object) -> None:
     backend: Backend = frame[4]
     grants = frame[1]
     if len(grants) == 1:  # the common case
-        _release_one(grants[0], backend)
+        backend.release_counted(grants[0])
         return
     error: BaseException | None = None
     for grant in reversed(grants):
@@ -248,7 +216,7 @@ async def release_async(owner: object) -> None:
     backend: Backend = frame[4]
     grants = frame[1]
     if len(grants) == 1 and backend.nonblocking_release:
-        _release_one(grants[0], backend)
+        backend.release_counted(grants[0])
         return
     error: BaseException | None = None
     for grant in reversed(frame[1]):
@@ -287,17 +255,42 @@ class Lock:
         self.lease = lease
 
     def __enter__(self) -> Lock:
-        acquire_sync(self.names, self.timeout, self.holder, self, self.lease)
+        names = self.names
+        if len(names) == 1 and self.lease is None and _held_get() is None:
+            # the uncontended single-name case of acquire_sync, without a call layer
+            backend = _config._backend or get_backend()
+            grant = backend.acquire_lock(names[0], self.holder, self.timeout)
+            _held_set((self, (grant,), {grant.name: grant}, None, backend))
+            return self
+        acquire_sync(names, self.timeout, self.holder, self, self.lease)
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        frame = _held_get()
+        if frame is not None and frame[0] is self and len(frame[1]) == 1:
+            # the single-grant case of release_sync, without a call layer
+            _held_set(frame[3])
+            frame[4].release_counted(frame[1][0])
+            return
         release_sync(self)
 
     async def __aenter__(self) -> Lock:
-        await acquire_async(self.names, self.timeout, self.holder, self, self.lease)
+        names = self.names
+        if len(names) == 1 and self.lease is None and _held_get() is None:
+            backend = _config._backend or get_backend()
+            grant = backend.try_acquire_lock(names[0], self.holder)
+            if grant is not None:  # free right now: no coroutine layer below this one
+                _held_set((self, (grant,), {grant.name: grant}, None, backend))
+                return self
+        await acquire_async(names, self.timeout, self.holder, self, self.lease)
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        frame = _held_get()
+        if frame is not None and frame[0] is self and len(frame[1]) == 1 and frame[4].nonblocking_release:
+            _held_set(frame[3])
+            frame[4].release_counted(frame[1][0])
+            return
         await release_async(self)
 
     def __call__(self, fn: F) -> F:

@@ -16,6 +16,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from ..errors import LockNotHeldError
+
 if TYPE_CHECKING:
     from ..events import Bus, Event, Subscription
     from ..limits import LimitStore
@@ -100,6 +102,34 @@ class Backend(ABC):
     @abstractmethod
     def release_lock(self, grant: LockGrant) -> None:
         """Release ``grant``; raise ``LockNotHeldError`` when it is not the current grant."""
+
+    # -- users of one grant (re-entry by one call chain) ----------------------------
+    # A grant may be shared by the users of one call chain (``count``); it is released
+    # when the last one leaves. A backend with a mutex of its own may override these to
+    # count under it (the memory backend does: one mutex per release instead of two).
+    _users_mutex = threading.Lock()
+
+    def reenter(self, grant: LockGrant) -> bool:
+        """Count one more user of ``grant``; False if it was already released."""
+        with self._users_mutex:
+            if grant.count > 0:
+                grant.count += 1
+                return True
+        return False
+
+    def leave(self, grant: LockGrant) -> bool:
+        """Count one user of ``grant`` out; True when it was the last (release it then)."""
+        with self._users_mutex:
+            count = grant.count
+            if count <= 0:
+                raise LockNotHeldError(f"lock {grant.name!r} was already released")
+            grant.count = count - 1
+        return count == 1
+
+    def release_counted(self, grant: LockGrant) -> None:
+        """``leave``, then ``release_lock`` if that was the last user (sync callers)."""
+        if self.leave(grant):
+            self.release_lock(grant)
 
     async def release_lock_async(self, grant: LockGrant) -> None:
         """Release from async code; the default calls the non-blocking sync release."""

@@ -204,6 +204,41 @@ class MemoryBackend(Backend):
         if grant is not None:
             self.release_lock(grant)
 
+    def reenter(self, grant: LockGrant) -> bool:
+        with self._mutex:
+            if grant.count > 0 and self._grants.get(grant.name) is grant:
+                grant.count += 1
+                return True
+        return False
+
+    def leave(self, grant: LockGrant) -> bool:
+        with self._mutex:
+            count = grant.count
+            if count <= 0:
+                raise LockNotHeldError(f"lock {grant.name!r} was already released")
+            grant.count = count - 1
+        return count == 1
+
+    def release_counted(self, grant: LockGrant) -> None:
+        """Count one user out and, if it was the last, release: all under one mutex."""
+        name = grant.name
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            count = grant.count - 1
+            if count < 0 or self._grants.get(name) is not grant:
+                raise LockNotHeldError(f"lock {name!r} was already released (fencing {grant.fencing})")
+            grant.count = count
+            if count:
+                return  # another user of this call chain still holds it
+            queue = self._queues.get(name)
+            if not queue:
+                del self._grants[name]
+                return
+        finally:
+            mutex.release()
+        self._hand_on(grant)
+
     def release_lock(self, grant: LockGrant) -> None:
         name = grant.name
         mutex = self._mutex

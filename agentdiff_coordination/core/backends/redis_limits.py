@@ -30,7 +30,6 @@ import asyncio
 import os
 import weakref
 import logging
-import math
 import secrets
 import threading
 import time
