@@ -241,12 +241,16 @@ def pairs_per_second(url: str, rounds: int, n: int) -> dict[str, float]:
             rlock.acquire()
             rlock.release()
 
-    best = {"ours": 0.0, "redis-py": 0.0}
+    def pings() -> None:  # the floor: one bare round trip, twice per pair
+        for _ in range(n):
+            client.ping()
+
+    best = {"ours": 0.0, "redis-py": 0.0, "ping": 0.0}
     for _ in range(3):  # warm both up (and the fresh server)
         ours()
         theirs()
     for _ in range(rounds):
-        for name, fn in (("ours", ours), ("redis-py", theirs)):
+        for name, fn in (("ours", ours), ("redis-py", theirs), ("ping", pings)):
             t = time.perf_counter()
             fn()
             best[name] = max(best[name], n / (time.perf_counter() - t))
@@ -374,6 +378,7 @@ def main() -> None:
     rows = [
         ("uncontended acquire+release, pairs/s", f"{pairs['ours']:,.0f}", f"{pairs['redis-py']:,.0f}",
          f"{pairs['ours'] / pairs['redis-py']:.2f}x"),
+        ("bare PING round trips/s (2 per pair at best)", f"{pairs['ping']:,.0f}", "", ""),
         ("hand-off to a waiting process, p50 ms", f"{figures['handoff_ms']['ours']['p50']:.2f}",
          f"{figures['handoff_ms']['redis-py']['p50']:.2f}", ""),
         ("hand-off to a waiting process, p90 ms", f"{figures['handoff_ms']['ours']['p90']:.2f}",
