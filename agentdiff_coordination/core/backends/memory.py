@@ -50,7 +50,7 @@ def _after_fork_in_child() -> None:
     # the parent's other threads do not exist here: a mutex one of them held would never
     # be released, and their waiters will never come
     for backend in list(_instances):
-        backend._mutex = threading.Lock()
+        backend._mutex = backend._users_mutex = threading.Lock()
         backend._queues.clear()
 
 
@@ -75,6 +75,7 @@ class MemoryBackend(Backend):
         self._grants: dict[str, LockGrant] = {}  # name -> current grant
         self._queues: dict[str, deque[_Waiter]] = {}  # name -> waiters, only while contended
         self._fencing = itertools.count(1)
+        self._users_mutex = self._mutex  # re-entry counts kept under the same mutex
         _instances.add(self)
         self._limit_store: MemoryLimitStore | None = None
 
@@ -124,31 +125,27 @@ class MemoryBackend(Backend):
     ) -> LockGrant:
         mutex = self._mutex
         mutex.acquire()
-        if name not in self._grants:
+        if name not in self._grants:  # uncontended: the hot path, inline
             n = next(self._fencing)
             grant = self._grants[name] = LockGrant(name, n, n, holder)
             mutex.release()
             return grant
         mutex.release()
-        with self._mutex:
-            if name not in self._grants:
-                n = next(self._fencing)
-                grant = self._grants[name] = LockGrant(name, n, n, holder)
-                return grant
-            if timeout == 0:
-                raise self._timeout_error(name, timeout)
-            if asyncio._get_running_loop() is not None:
-                warnings.warn(
-                    f"waiting for lock {name!r} with a blocking 'with' inside a running event loop blocks the "
-                    "loop (and never ends if a task of this loop holds it): use 'async with lock(...)' or an "
-                    "async coordinated function",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-            waiter = _Waiter(holder)
-            waiter.wake = wake = threading.Lock()
-            wake.acquire()
-            self._enqueue(name, waiter)
+        waiter = _Waiter(holder)
+        waiter.wake = wake = threading.Lock()
+        wake.acquire()
+        with mutex:
+            taken = self._take_or_enqueue(name, waiter, timeout)
+        if taken is not None:
+            return taken
+        if asyncio._get_running_loop() is not None:
+            warnings.warn(
+                f"waiting for lock {name!r} with a blocking 'with' inside a running event loop blocks the "
+                "loop (and never ends if a task of this loop holds it): use 'async with lock(...)' or an "
+                "async coordinated function",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         try:
             got = wake.acquire(timeout=-1 if timeout is None else timeout)
         except BaseException:
@@ -167,18 +164,14 @@ class MemoryBackend(Backend):
     async def acquire_lock_async(
         self, name: str, holder: str | None, timeout: float | None, *, lease: float | None = None
     ) -> LockGrant:
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(holder)
+        waiter.loop = loop
+        waiter.future = future = loop.create_future()
         with self._mutex:
-            if name not in self._grants:
-                n = next(self._fencing)
-                grant = self._grants[name] = LockGrant(name, n, n, holder)
-                return grant
-            if timeout == 0:
-                raise self._timeout_error(name, timeout)
-            loop = asyncio.get_running_loop()
-            waiter = _Waiter(holder)
-            waiter.loop = loop
-            waiter.future = future = loop.create_future()
-            self._enqueue(name, waiter)
+            taken = self._take_or_enqueue(name, waiter, timeout)
+        if taken is not None:
+            return taken
         try:
             if timeout is None:
                 await future
@@ -195,6 +188,18 @@ class MemoryBackend(Backend):
         assert waiter.grant is not None
         return waiter.grant
 
+    def _take_or_enqueue(self, name: str, waiter: _Waiter, timeout: float | None) -> LockGrant | None:
+        """Under the mutex: a grant if ``name`` is free now, else queue ``waiter``
+        (or, with ``timeout == 0``, fail at once)."""
+        if name not in self._grants:
+            n = next(self._fencing)
+            grant = self._grants[name] = LockGrant(name, n, n, waiter.holder)
+            return grant
+        if timeout == 0:
+            raise self._timeout_error(name, timeout)
+        self._enqueue(name, waiter)
+        return None
+
     def _abandon(self, name: str, waiter: _Waiter) -> None:
         """A waiter gives up (cancelled, interrupted): leave the queue or hand on its grant."""
         with self._mutex:
@@ -203,21 +208,6 @@ class MemoryBackend(Backend):
                 self._discard(name, waiter)
         if grant is not None:
             self.release_lock(grant)
-
-    def reenter(self, grant: LockGrant) -> bool:
-        with self._mutex:
-            if grant.count > 0 and self._grants.get(grant.name) is grant:
-                grant.count += 1
-                return True
-        return False
-
-    def leave(self, grant: LockGrant) -> bool:
-        with self._mutex:
-            count = grant.count
-            if count <= 0:
-                raise LockNotHeldError(f"lock {grant.name!r} was already released")
-            grant.count = count - 1
-        return count == 1
 
     def release_counted(self, grant: LockGrant) -> None:
         """Count one user out and, if it was the last, release: all under one mutex."""
