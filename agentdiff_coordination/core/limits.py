@@ -15,8 +15,9 @@ window: in every window of the period the admitted cost never exceeds the rate.
 Waiters are admitted strictly in arrival order. ``docs/limits.md`` explains the
 algorithm and the guarantee.
 
-The state lives in the backend's ``LimitStore``; this module holds the declarations,
-the rate parser and the user-facing objects, written once for sync and async code.
+The rate parser lives in ``core.rates``, the declared values and the ``LimitStore``
+that backends implement in ``core.limit_store`` (both re-exported here); this module
+holds the declarations and the user-facing objects, written once for sync and async code.
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ import asyncio
 import functools
 import inspect
 import logging
-import re
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from . import config as _config
+from .limit_store import LimitSpec, LimitStore, LimitUsage
+from .rates import ACCEPTED_RATES, Rate, _rates, parse_rate  # noqa: F401  (ACCEPTED_RATES lived here)
 from .validation import check_name, check_timeout
 
 __all__ = [
@@ -61,200 +61,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 logger = logging.getLogger("agentdiff_coordination")
 
-# -- rates -------------------------------------------------------------------------------
-
-_UNITS: dict[str, tuple[float, str]] = {}
-for _names, _seconds, _canonical in (
-    (("s", "sec", "secs", "second", "seconds"), 1.0, "s"),
-    (("min", "mins", "minute", "minutes"), 60.0, "min"),
-    (("h", "hr", "hrs", "hour", "hours"), 3600.0, "hour"),
-    (("d", "day", "days"), 86400.0, "day"),
-):
-    for _name in _names:
-        _UNITS[_name] = (_seconds, _canonical)
-
-ACCEPTED_RATES = (
-    "'N/s', 'N/min', 'N/hour' or 'N/day' with N a whole number >= 1 "
-    "(e.g. '20/s', '500/min', '90000/min', '10/hour', '1000/day'), "
-    "optionally over several units such as '100/10s' or '300/5min'"
-)
-_RATE_RE = re.compile(r"^\s*([^/]*?)\s*/\s*(\d*)\s*([A-Za-z]*)\s*$")
-
-
-@dataclass(frozen=True)
-class Rate:
-    """At most ``limit`` cost in any ``period`` seconds (a sliding window)."""
-
-    limit: int
-    period: float
-    text: str = ""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Rate) and (self.limit, self.period) == (other.limit, other.period)
-
-    def __hash__(self) -> int:
-        return hash((self.limit, self.period))
-
-    def __str__(self) -> str:
-        return self.text or f"{self.limit}/{self.period:g}s"
-
-
-def parse_rate(value: str | Rate) -> Rate:
-    """``"500/min"`` as a ``Rate``; a malformed rate is a ``ValueError`` naming it."""
-    if isinstance(value, Rate):
-        return value
-    if not isinstance(value, str):
-        raise TypeError(f"a rate must be a string such as '500/min', not {type(value).__name__} ({value!r})")
-    match = _RATE_RE.match(value)
-    if match is None:
-        raise ValueError(f"malformed rate {value!r}: expected {ACCEPTED_RATES}")
-    amount, count, unit = match.groups()
-    if not amount.isdigit():
-        raise ValueError(f"malformed rate {value!r}: the amount {amount!r} is not a whole number >= 1; expected {ACCEPTED_RATES}")
-    if int(amount) < 1:
-        raise ValueError(f"malformed rate {value!r}: the amount must be at least 1 (a limit of 0 admits nothing); expected {ACCEPTED_RATES}")
-    found = _UNITS.get(unit.lower())
-    if found is None:
-        raise ValueError(f"malformed rate {value!r}: unknown unit {unit!r}; expected {ACCEPTED_RATES}")
-    if count and int(count) < 1:
-        raise ValueError(f"malformed rate {value!r}: the number of units must be at least 1; expected {ACCEPTED_RATES}")
-    seconds, canonical = found
-    n = int(count) if count else 1
-    text = f"{int(amount)}/{n if n != 1 else ''}{canonical}"
-    return Rate(int(amount), seconds * n, text)
-
-
-def _rates(value: str | Rate | Iterable[str | Rate] | None, what: str) -> tuple[Rate, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, (str, Rate)):
-        return (parse_rate(value),)
-    if not isinstance(value, Iterable):
-        raise TypeError(f"{what} must be a rate string such as '500/min' or a list of them, not {value!r}")
-    out = tuple(parse_rate(v) for v in value)
-    if not out:
-        raise ValueError(f"{what} is an empty list: give at least one rate such as '500/min', or None")
-    return out
-
-
 # -- declarations ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LimitSpec:
-    """What a limit allows: weighted ``rates`` (charged the cost of each admission),
-    ``requests`` rates (charged 1 per admission) and at most ``concurrency`` holders."""
-
-    name: str
-    rates: tuple[Rate, ...] = ()
-    requests: tuple[Rate, ...] = ()
-    concurrency: int | None = None
-
-    @property
-    def windows(self) -> tuple[tuple[Rate, bool], ...]:
-        """Every rate with whether it is weighted by cost (True) or counts admissions."""
-        return tuple((r, True) for r in self.rates) + tuple((r, False) for r in self.requests)
-
-    def describe(self) -> str:
-        """The declaration as it would be written, e.g. ``rate='90000/min', concurrency=8``."""
-        parts = []
-        for label, rates in (("rate", self.rates), ("requests", self.requests)):
-            if len(rates) == 1:
-                parts.append(f"{label}={str(rates[0])!r}")
-            elif rates:
-                parts.append(f"{label}={[str(r) for r in rates]!r}")
-        if self.concurrency is not None:
-            parts.append(f"concurrency={self.concurrency}")
-        return ", ".join(parts)
-
-    def check_cost(self, cost: object) -> int:
-        """``cost`` as an admission cost of this limit, or a clear error."""
-        if cost == 1 and type(cost) is int:  # the common case: one request
-            return 1
-        if isinstance(cost, bool) or not isinstance(cost, int):
-            raise TypeError(f"cost of limit {self.name!r} must be a whole number, not {cost!r}")
-        if cost < 1:
-            raise ValueError(f"cost of limit {self.name!r} must be at least 1, not {cost}")
-        for rate in self.rates:
-            if cost > rate.limit:
-                raise ValueError(
-                    f"cost {cost} is larger than limit {self.name!r} allows in any window ({rate}): it could "
-                    "never be admitted; split the request or declare a larger rate"
-                )
-        return cost
-
-
-@dataclass(frozen=True)
-class LimitUsage:
-    """A snapshot of one limit: cost used in the current window of each rate, holders, waiters."""
-
-    name: str
-    used: tuple[tuple[Rate, bool, int], ...]  # (rate, weighted, cost admitted in the last period)
-    holders: int
-    waiting: int
-
-    def describe(self) -> str:
-        parts = [f"{used} of {rate} used" + ("" if weighted else " (requests)") for rate, weighted, used in self.used]
-        parts.append(f"{self.holders} holding")
-        parts.append(f"{self.waiting} waiting")
-        return ", ".join(parts)
-
-
-class LimitStore(ABC):
-    """Where a backend keeps the state of limits; the memory store is the reference.
-
-    ``acquire`` admits ``cost`` under ``spec`` (FIFO, blocking the thread up to
-    ``timeout``), ``acquire_async`` waits without blocking the loop; both return an
-    opaque grant that ``release`` ends (it frees a concurrency slot) and ``report``
-    corrects with the actual cost. ``timeout=0`` tries without waiting or queueing.
-    """
-
-    #: True when ``release`` never blocks, so async code may call it directly
-    nonblocking: bool = True
-
-    @abstractmethod
-    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Any:
-        """Admit ``cost``; raise ``CoordinationTimeoutError`` naming the limit on timeout."""
-
-    @abstractmethod
-    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Any:
-        """Admit ``cost`` without blocking the loop; cancellation leaves nothing held or queued."""
-
-    def admit_now(self, spec: LimitSpec, cost: int) -> Any:
-        """A grant if ``cost`` is admitted at once without waiting or I/O, else None.
-
-        The fast path of async admission; a store that cannot answer locally returns
-        None and ``acquire_async`` does the work.
-        """
-        return None
-
-    @abstractmethod
-    def release(self, spec: LimitSpec, grant: Any) -> None:
-        """End ``grant``: free its concurrency slot (rates are spent, never given back)."""
-
-    async def release_async(self, spec: LimitSpec, grant: Any) -> None:
-        """Release from async code; the default calls the non-blocking ``release``."""
-        self.release(spec, grant)
-
-    @abstractmethod
-    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
-        """Replace the cost charged for ``grant`` by ``actual`` in the windows it still counts in."""
-
-    async def report_async(self, spec: LimitSpec, grant: Any, actual: int) -> None:
-        """``report`` from async code; the default calls the non-blocking ``report``."""
-        self.report(spec, grant, actual)
-
-    @abstractmethod
-    def charge(self, spec: LimitSpec, cost: int) -> None:
-        """Record ``cost`` spent now outside any admission (usage that already happened)."""
-
-    @abstractmethod
-    def usage(self, spec: LimitSpec) -> LimitUsage:
-        """A snapshot of the limit's state."""
-
-    def close(self) -> None:
-        """Release connections and threads."""
-
 
 _declared: dict[str, Limit] = {}
 _declare_lock = threading.Lock()

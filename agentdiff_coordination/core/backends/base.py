@@ -20,7 +20,7 @@ from ..errors import LockNotHeldError
 
 if TYPE_CHECKING:
     from ..events import Bus, Event, Subscription
-    from ..limits import LimitStore
+    from ..limit_store import LimitStore
 
 __all__ = ["Backend", "LockGrant"]
 

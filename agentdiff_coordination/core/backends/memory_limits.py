@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CoordinationTimeoutError
-from ..limits import LimitSpec, LimitStore, LimitUsage
+from ..limit_store import LimitSpec, LimitStore, LimitUsage
 
 __all__ = ["Admission", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
 
