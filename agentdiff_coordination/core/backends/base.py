@@ -144,7 +144,7 @@ class Backend(ABC):
         """The store that keeps this backend's rate and concurrency limits (one per backend)."""
         raise NotImplementedError(
             f"{type(self).__name__} ({self.url or 'no URL'}) keeps no limits: implement limit_store() "
-            "returning a LimitStore (see agentdiff_coordination.core.limits)"
+            "returning a LimitStore (see agentdiff_coordination.core.limit_store)"
         )
 
     # -- events ------------------------------------------------------------------

@@ -227,25 +227,10 @@ class MemoryBackend(Backend):
                 return
         finally:
             mutex.release()
-        self._hand_on(grant)
+        self.release_lock(grant)  # contended: hand it on
 
     def release_lock(self, grant: LockGrant) -> None:
-        name = grant.name
-        mutex = self._mutex
-        mutex.acquire()
-        try:
-            if self._grants.get(name) is not grant:
-                raise LockNotHeldError(f"lock {name!r} is not held by this grant (fencing {grant.fencing})")
-            queue = self._queues.get(name)
-            if not queue:
-                del self._grants[name]
-                return
-        finally:
-            mutex.release()
-        self._hand_on(grant)
-
-    def _hand_on(self, grant: LockGrant) -> None:
-        """Give a contended lock to its first live waiter (or free it)."""
+        """Free ``name``, or hand it straight to its first live waiter."""
         name = grant.name
         with self._mutex:
             if self._grants.get(name) is not grant:
