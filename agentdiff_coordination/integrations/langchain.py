@@ -29,8 +29,8 @@ try:
     from langchain_core.rate_limiters import BaseRateLimiter
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "the LangChain integration needs langchain-core: pip install langchain-core "
-        "(or pip install 'agentdiff-coordination[langgraph]', which brings it)"
+        "the LangChain integration needs langchain-core: pip install 'agentdiff-coordination[langchain]' "
+        "(the [langgraph] extra brings it too)"
     ) from exc
 
 from ..core.errors import CoordinationTimeoutError
