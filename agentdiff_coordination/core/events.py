@@ -22,8 +22,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .errors import CoordinationError, CoordinationTimeoutError
 from .handlers import DeadLetter, HandlerRunner, _current_event, current_event
@@ -53,11 +52,10 @@ logger = logging.getLogger("agentdiff_coordination")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One event: its ``name``, its ``data`` (what handlers receive), a unique ``id``,
     the ``sender`` given to ``emit`` (or the coordinated step's name) and the wall
-    ``timestamp`` at emit."""
+    ``timestamp`` at emit. Immutable (a named tuple: cheap to make on every emit)."""
 
     name: str
     data: Any
@@ -125,6 +123,7 @@ class Bus:
     # -- subscriptions -----------------------------------------------------------
     def add(self, sub: Subscription) -> Subscription:
         backend = self.backend
+        sub.bus = self
         with self._mutex:
             self._subs.append(sub)
             self._cache.clear()

@@ -71,16 +71,19 @@ class _Workers:
         self._idle = 0  # workers blocked in get() minus tasks already promised to them
 
     def submit(self, task: Callable[[], None]) -> None:
-        self._queue.put(task)
         with self._mutex:
             if self._idle > 0:
-                self._idle -= 1
-                return
-            if self._threads >= self._cap:
-                return  # queued: a busy worker takes it when done
-            self._threads += 1
-            number = self._threads
-        threading.Thread(target=self._work, name=f"agentdiff-handler-{number}", daemon=True).start()
+                self._idle -= 1  # promised to a waiting worker
+                number = 0
+            elif self._threads >= self._cap:
+                number = 0  # queued: a busy worker takes it when done
+            else:
+                self._threads += 1
+                number = self._threads
+        # the put comes last, so the woken worker does not wait for this thread to finish
+        self._queue.put(task)
+        if number:
+            threading.Thread(target=self._work, name=f"agentdiff-handler-{number}", daemon=True).start()
 
     def _work(self) -> None:
         while True:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .events import Event
+    from .events import Bus, Event
 
 __all__ = ["Subscription", "check_handler_signature", "is_unbound_method"]
 
@@ -38,7 +38,7 @@ class Subscription:
 
     __slots__ = (
         "pattern", "handler", "group", "retries", "retry_delay", "is_async", "loop",
-        "_exact", "_regex", "queue", "running", "active", "__weakref__",
+        "_exact", "_regex", "queue", "running", "active", "bus", "__weakref__",
     )
 
     kind = "handler"
@@ -68,6 +68,8 @@ class Subscription:
         self.queue: deque[tuple[Event, Callable[[], None] | None]] = deque()
         self.running = False
         self.active = True
+        #: the bus this subscription was added to
+        self.bus: Bus | None = None
 
     def matches(self, name: str) -> bool:
         if self._exact:
@@ -77,9 +79,12 @@ class Subscription:
 
     def deliver(self, event: Event, ack: Callable[[], None] | None = None) -> None:
         """Queue ``event`` for this subscription's handler (``ack`` runs once it is handled)."""
-        from .events import bus
+        b = self.bus
+        if b is None:
+            from .events import bus
 
-        bus().deliver(self, event, ack)
+            b = bus()
+        b.deliver(self, event, ack)
 
     def cancel(self) -> None:
         """Stop receiving events; events already queued are still handled."""
