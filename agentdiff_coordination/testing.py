@@ -36,8 +36,8 @@ __all__ = ["EventRecorder", "isolated"]
 @contextmanager
 def isolated(backend: Backend | str = "memory://", *, drain_timeout: float = 5.0) -> Iterator[None]:
     """A fresh backend and no subscriptions inside; afterwards, pending handlers are
-    drained and every subscription made inside is removed, and the previous backend
-    configuration is forgotten (the next use makes a new one from the environment)."""
+    drained, every subscription made inside is removed, and the backend is closed (the
+    next use makes one from the environment). Options set with ``configure`` are kept."""
     before = set(map(id, events.bus().subscriptions()))
     config.configure(backend)
     try:
@@ -48,7 +48,7 @@ def isolated(backend: Backend | str = "memory://", *, drain_timeout: float = 5.0
         for sub in bus.subscriptions():
             if id(sub) not in before:
                 bus.remove(sub)
-        config._reset_for_tests()
+        config.reset_backend()
 
 
 class _Recording(Subscription):

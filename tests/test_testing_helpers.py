@@ -63,3 +63,12 @@ def test_isolated_gives_a_fresh_backend_and_removes_the_handlers_made_inside() -
         assert ran.wait(10)
     assert handler not in [s.handler for s in events.bus().subscriptions()]
     assert config.get_backend() is not backend
+
+
+def test_isolated_keeps_the_options_set_with_configure() -> None:
+    from agentdiff_coordination import configure
+
+    configure(handler_retries=5)
+    with isolated():
+        pass
+    assert config.settings().handler_retries == 5

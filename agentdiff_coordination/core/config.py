@@ -21,7 +21,7 @@ from typing import Any
 from .backends.base import Backend, LockGrant
 from .errors import LeaseLostError
 
-__all__ = ["Settings", "configure", "configure_broker", "get_backend", "settings"]
+__all__ = ["Settings", "configure", "configure_broker", "get_backend", "reset_backend", "settings"]
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -194,11 +194,20 @@ def get_backend() -> Backend:
         return _backend
 
 
-def _reset_for_tests() -> None:
-    """Forget the backend and settings (test helper)."""
-    global _settings, _backend, _backend_spec
+def reset_backend() -> None:
+    """Close and forget the backend; the next use makes one from the environment.
+    Options set with ``configure`` are kept."""
+    global _backend, _backend_spec
     with _lock:
-        old, _backend, _backend_spec, _settings = _backend, None, None, None
+        old, _backend, _backend_spec = _backend, None, None
         _detach_bus()
     if old is not None:
         old.close()
+
+
+def _reset_for_tests() -> None:
+    """Forget the backend and settings (test helper)."""
+    global _settings
+    reset_backend()
+    with _lock:
+        _settings = None
