@@ -104,7 +104,7 @@ def acquire_sync(
             grants.append(grant)
     except BaseException:
         for grant in reversed(grants):
-            _drop_sync(grant, backend)
+            backend.release_counted(grant)
         raise
     _push(owner, grants, parent, backend)
 
@@ -143,10 +143,6 @@ async def _wait_async(
     if lease is None:
         return await backend.acquire_lock_async(name, holder, timeout)
     return await backend.acquire_lock_async(name, holder, timeout, lease=lease)
-
-
-def _drop_sync(grant: LockGrant, backend: Backend) -> None:
-    backend.release_counted(grant)
 
 
 async def _drop_async(grant: LockGrant, backend: Backend) -> None:
@@ -199,7 +195,7 @@ def release_sync(owner: object) -> None:
     error: BaseException | None = None
     for grant in reversed(grants):
         try:
-            _drop_sync(grant, backend)
+            backend.release_counted(grant)
         except BaseException as exc:  # release every name even if one fails
             error = error or exc
     if error is not None:
