@@ -300,12 +300,9 @@ class MemoryLimitStore(LimitStore):
     def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
         state = self._state(spec)
         clock = self._clock
-        with state.mutex:
-            got = state.attempt(clock(), cost, None)
-            if isinstance(got, Admission):
-                return got
-            if timeout == 0:
-                raise _timeout_error(state, cost, timeout, clock())
+        admitted = self._first_try(state, cost, timeout)
+        if admitted is not None:
+            return admitted
         deadline = None if timeout is None else clock() + timeout
         waiter = _SyncWaiter()
         try:
@@ -332,20 +329,26 @@ class MemoryLimitStore(LimitStore):
             raise
 
     def admit_now(self, spec: LimitSpec, cost: int) -> Admission | None:
-        state = self._state(spec)
+        return self._first_try(self._state(spec), cost, None)
+
+    def _first_try(self, state: LimitState, cost: int, timeout: float | None) -> Admission | None:
+        """An admission if one fits right now (without queueing); with ``timeout == 0``,
+        not fitting is a timeout at once."""
         with state.mutex:
-            got = state.attempt(self._clock(), cost, None)
-        return got if isinstance(got, Admission) else None
+            now = self._clock()
+            got = state.attempt(now, cost, None)
+            if isinstance(got, Admission):
+                return got
+            if timeout == 0:
+                raise _timeout_error(state, cost, timeout, now)
+        return None
 
     async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
         state = self._state(spec)
         clock = self._clock
-        with state.mutex:
-            got = state.attempt(clock(), cost, None)
-            if isinstance(got, Admission):
-                return got
-            if timeout == 0:
-                raise _timeout_error(state, cost, timeout, clock())
+        admitted = self._first_try(state, cost, timeout)
+        if admitted is not None:
+            return admitted
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else clock() + timeout
         waiter = _AsyncWaiter(loop)
