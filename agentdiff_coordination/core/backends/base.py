@@ -1,65 +1,71 @@
-"""The small protocol every backend meets.
+"""The one small protocol every backend meets: locks, limits and events.
 
-A backend owns the shared state: who holds each named lock (and who waits for it,
-in arrival order), the state of each limit, and the transport of events. Everything
-users see (re-entry, several names at once, lifecycle events, handler threads,
-retries) is built on these primitives in the core, once, for every backend.
+A backend owns the shared state: who holds each named lock (and who waits for it, in
+arrival order), the state of each limit, and the transport of events. Everything users
+see (re-entry, several names at once, lifecycle events, handler threads, retries) is
+built on these primitives in the core, once, for every backend.
 
-The in-memory backend is the reference implementation; every backend passes the
-same conformance tests (``tests/conformance``).
+A backend knows nothing of the bus, the settings or ``@coordinate``. What it needs from
+above it is given to it: ``attach(sink, defaults)`` hands it the ``EventSink`` that
+takes the events it receives for this process and the ``BackendDefaults`` (key prefix,
+lease, lease-lost callback, exit bound) for whatever its URL or constructor left unset.
+
+The in-memory backend is the reference implementation; every backend passes the same
+conformance tests (``tests/conformance``).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import LockNotHeldError
+from ..errors import LeaseLostError, LockNotHeldError
+from ..records import BackendStatistics, Event, LockGrant, SubscriptionSpec
 
 if TYPE_CHECKING:
-    from ..events import Bus, Event, Subscription
     from ..limit_store import LimitStore
 
-__all__ = ["Backend", "LockGrant"]
+__all__ = ["Backend", "BackendDefaults", "EventSink", "LockGrant"]
 
 
-class LockGrant:
-    """One grant of one named lock, as handed out by a backend.
+class EventSink(Protocol):
+    """What a backend hands the events it carries to: this process's bus."""
 
-    ``token`` identifies the grant (only its holder can release it), ``fencing`` is a
-    number that grows with every grant of that name: pass it to the resource you
-    protect so that a write from a holder whose lease was lost can be refused.
-    ``count`` is kept by the core: how many users of one call chain share the grant.
-    """
-
-    __slots__ = ("name", "token", "fencing", "holder", "thread", "acquired_at", "count", "__weakref__")
-
-    def __init__(self, name: str, token: str | int, fencing: int, holder: str | None) -> None:
-        self.name = name
-        self.token = token
-        self.fencing = fencing
-        self.holder = holder
-        self.thread = threading.get_ident()
-        self.acquired_at = time.monotonic()
-        self.count = 1
+    def dispatch_local(self, event: Event) -> None:
+        """Hand ``event`` to every matching subscription of this process."""
 
     @property
-    def lost(self) -> BaseException | None:
-        """The error that ended this grant early (a lost lease), or None while it is good."""
-        return None
+    def pending(self) -> int:
+        """Deliveries queued in this process and not yet handled."""
 
-    def describe(self) -> str:
-        """Who holds this grant, for error messages."""
-        who = repr(self.holder) if self.holder else "an anonymous holder"
-        thread = threading._active.get(self.thread)  # type: ignore[attr-defined]
-        where = f"thread {thread.name!r}" if thread is not None else f"thread id {self.thread}"
-        held_for = time.monotonic() - self.acquired_at
-        return f"{who} ({where}, held for {held_for:.3f}s, fencing {self.fencing})"
+    def subscriptions(self) -> list[SubscriptionSpec]:
+        """This process's subscriptions (a forked child subscribes them again)."""
 
-    def __repr__(self) -> str:
-        return f"<LockGrant {self.name!r} fencing={self.fencing} holder={self.holder!r}>"
+
+@dataclass(frozen=True)
+class BackendDefaults:
+    """What a backend takes from the settings when its URL or constructor does not say."""
+
+    key_prefix: str = "agentdiff"
+    lease: float = 30.0
+    on_lease_lost: Callable[[LockGrant, LeaseLostError], Any] | None = None
+    #: seconds ``close`` and interpreter exit may wait for events not yet sent
+    exit_flush: float = 10.0
+
+
+class _NoSink:
+    """The sink of a backend not attached yet: events go nowhere but are not an error."""
+
+    pending = 0
+
+    def dispatch_local(self, event: Event) -> None:
+        pass
+
+    def subscriptions(self) -> list[SubscriptionSpec]:
+        return []
 
 
 class Backend(ABC):
@@ -78,6 +84,15 @@ class Backend(ABC):
     #: True when ``release_lock`` never blocks, so async code may call it directly
     nonblocking_release: bool = False
 
+    sink: EventSink = _NoSink()
+    defaults: BackendDefaults = BackendDefaults()
+
+    def attach(self, sink: EventSink, defaults: BackendDefaults) -> None:
+        """Take events to ``sink`` and fill what the URL left unset from ``defaults``.
+        Called when the backend is put in use, and again when the settings change."""
+        self.sink = sink
+        self.defaults = defaults
+
     # -- locks -------------------------------------------------------------------
     @abstractmethod
     def acquire_lock(
@@ -86,11 +101,8 @@ class Backend(ABC):
         """Wait (blocking the thread) for ``name``; raise ``CoordinationTimeoutError`` on timeout."""
 
     def try_acquire_lock(self, name: str, holder: str | None) -> LockGrant | None:
-        """A grant if ``name`` is free right now without waiting or I/O, else None.
-
-        The fast path of async acquisition; a backend that cannot answer locally
-        returns None and ``acquire_lock_async`` does the work.
-        """
+        """A grant if ``name`` is free right now without waiting or I/O, else None (the
+        fast path of async acquisition; ``acquire_lock_async`` does the rest)."""
         return None
 
     @abstractmethod
@@ -103,10 +115,12 @@ class Backend(ABC):
     def release_lock(self, grant: LockGrant) -> None:
         """Release ``grant``; raise ``LockNotHeldError`` when it is not the current grant."""
 
-    # -- users of one grant (re-entry by one call chain) ----------------------------
-    # A grant may be shared by the users of one call chain (``count``); it is released
-    # when the last one leaves. A backend with a mutex of its own may override these to
-    # count under it (the memory backend does: one mutex per release instead of two).
+    async def release_lock_async(self, grant: LockGrant) -> None:
+        """Release from async code; the default calls the non-blocking sync release."""
+        self.release_lock(grant)
+
+    # A grant is shared by the users of one call chain (``count``) and released when the
+    # last one leaves. A backend with a mutex of its own counts under it (``_users_mutex``).
     _users_mutex = threading.Lock()
 
     def reenter(self, grant: LockGrant) -> bool:
@@ -131,10 +145,6 @@ class Backend(ABC):
         if self.leave(grant):
             self.release_lock(grant)
 
-    async def release_lock_async(self, grant: LockGrant) -> None:
-        """Release from async code; the default calls the non-blocking sync release."""
-        self.release_lock(grant)
-
     def lock_holder(self, name: str) -> str | None:
         """A description of who holds ``name`` now, or None when free or unknown."""
         return None
@@ -148,18 +158,14 @@ class Backend(ABC):
         )
 
     # -- events ------------------------------------------------------------------
-    def bind(self, bus: Bus) -> None:
-        """Give the backend the local bus that runs this process's handlers."""
-        self._bus = bus
-
     @abstractmethod
     def publish(self, event: Event) -> None:
         """Carry ``event`` to every subscription that matches it (here and elsewhere)."""
 
-    def subscribe(self, subscription: Subscription) -> None:
+    def subscribe(self, subscription: SubscriptionSpec) -> None:
         """A subscription was added in this process; a shared backend starts consuming for it."""
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: SubscriptionSpec) -> None:
         """A subscription was removed in this process."""
 
     def drain(self, timeout: float | None) -> bool:
@@ -170,6 +176,6 @@ class Backend(ABC):
     def close(self) -> None:
         """Release connections and threads. Locks still held are released where possible."""
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> BackendStatistics:
         """Counters for tests and diagnostics (names held, waiters, ...)."""
-        return {}
+        return BackendStatistics()
