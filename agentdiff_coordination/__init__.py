@@ -4,7 +4,7 @@
 to events, ``emit`` publishes them. One process by default; many on Redis.
 """
 
-from .core.config import configure, configure_broker
+from .core.compat import configure_broker
 from .core.coordinate import coordinate
 from .core.errors import (
     BackendError,
@@ -15,8 +15,9 @@ from .core.errors import (
     LockNotHeldError,
 )
 from .core.events import DeadLetter, Event, current_event, dead_letters, drain, emit, unsubscribe, wait_for, when
-from .core.locks import lock
 from .core.limits import limit
+from .core.locks import lock
+from .core.runtime import configure
 
 __version__ = "0.2.0"
 

@@ -23,14 +23,23 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from .core import config, events
+from .core import limits, plugins
 from .core.backends.base import Backend
 from .core.errors import CoordinationTimeoutError
-from .core.events import Event
-from .core.subscriptions import Subscription
+from .core.records import Ack, Event, SubscriptionSpec
+from .core.runtime import RUNTIME
 from .core.validation import check_name
 
-__all__ = ["EventRecorder", "isolated"]
+__all__ = ["EventRecorder", "isolated", "reset"]
+
+
+def reset() -> None:
+    """Everything back to a fresh process: pending handlers drained (bounded), every
+    subscription, dead letter and declared limit dropped, the backend closed, the settings
+    and the plugins forgotten. The one reset the test suites use."""
+    RUNTIME.reset()
+    limits.forget_declarations()
+    plugins.reset_plugins()
 
 
 @contextmanager
@@ -38,29 +47,29 @@ def isolated(backend: Backend | str = "memory://", *, drain_timeout: float = 5.0
     """A fresh backend and no subscriptions inside; afterwards, pending handlers are
     drained, every subscription made inside is removed, and the backend is closed (the
     next use makes one from the environment). Options set with ``configure`` are kept."""
-    before = set(map(id, events.bus().subscriptions()))
-    config.configure(backend)
+    bus = RUNTIME.bus
+    before = set(map(id, bus.subscriptions()))
+    RUNTIME.configure(backend)
     try:
         yield
     finally:
-        bus = events.bus()
         bus.drain(drain_timeout)
         for sub in bus.subscriptions():
             if id(sub) not in before:
                 bus.remove(sub)
-        config.reset_backend()
+        RUNTIME.reset_backend()
 
 
-class _Recording(Subscription):
+class _Recording(SubscriptionSpec):
     """Records matching events on the emitter's thread, in emit order (no handler thread)."""
 
     __slots__ = ("_recorder",)
 
     def __init__(self, pattern: str, recorder: EventRecorder) -> None:
-        super().__init__(pattern, None, group=f"recorder:{pattern}")
+        super().__init__(pattern, f"recorder:{pattern}")
         self._recorder = recorder
 
-    def deliver(self, event: Event, ack: Any = None) -> None:
+    def deliver(self, event: Event, ack: Ack | None = None) -> None:
         self._recorder._add(event)
         if ack is not None:
             ack()
@@ -86,12 +95,12 @@ class EventRecorder:
     def start(self) -> EventRecorder:
         if self._sub is None:
             self._sub = _Recording(self.pattern, self)
-            events.bus().add(self._sub)
+            RUNTIME.bus.add(self._sub)
         return self
 
     def stop(self) -> None:
         if self._sub is not None:
-            events.bus().remove(self._sub)
+            RUNTIME.bus.remove(self._sub)
             self._sub = None
 
     def __enter__(self) -> EventRecorder:

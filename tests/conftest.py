@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentdiff_coordination.core import config, events
+from agentdiff_coordination import configure, testing
 
 REDIS_URL_ENV = "AGENTDIFF_TEST_REDIS_URL"
 
@@ -30,10 +30,9 @@ def redis_url_or_skip() -> str:
 @pytest.fixture(autouse=True)
 def _isolated() -> Iterator[None]:
     """Each test starts on a fresh memory backend with no subscriptions."""
-    config._reset_for_tests()
+    testing.reset()
     yield
-    events._reset_for_tests()
-    config._reset_for_tests()
+    testing.reset()
 
 
 @pytest.fixture
@@ -45,9 +44,9 @@ def redis_url() -> str:
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Configure the backend under test; yields its URL. Redis runs get a private key prefix."""
     if request.param == "memory":
-        config.configure("memory://")
+        configure("memory://")
         yield "memory://"
         return
     url = redis_url_or_skip()
-    config.configure(url, key_prefix=f"test-{uuid.uuid4().hex[:8]}")
+    configure(url, key_prefix=f"test-{uuid.uuid4().hex[:8]}")
     yield url

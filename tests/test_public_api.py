@@ -56,8 +56,13 @@ def test_every_public_name_is_importable() -> None:
         assert namespace[name] is not None
 
 
-def test_the_original_products_alias_is_configure() -> None:
-    assert agentdiff_coordination.configure_broker is agentdiff_coordination.configure
+def test_the_original_products_alias_configures_like_configure() -> None:
+    from agentdiff_coordination.core.backends.memory import MemoryBackend
+    from agentdiff_coordination.core.runtime import get_backend, settings
+
+    backend = MemoryBackend()
+    agentdiff_coordination.configure_broker(backend, handler_retries=4)
+    assert get_backend() is backend and settings().handler_retries == 4
 
 
 def test_the_error_types_are_exceptions() -> None:

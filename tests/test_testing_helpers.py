@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from agentdiff_coordination import CoordinationTimeoutError, coordinate, emit, when
-from agentdiff_coordination.core import config, events
+from agentdiff_coordination import testing
+from agentdiff_coordination.core.runtime import RUNTIME, get_backend, settings
 from agentdiff_coordination.testing import EventRecorder, isolated
 
 
@@ -53,7 +54,7 @@ def test_a_stopped_recorder_records_nothing_more() -> None:
 def test_isolated_gives_a_fresh_backend_and_removes_the_handlers_made_inside() -> None:
     ran = threading.Event()
     with isolated():
-        backend = config.get_backend()
+        backend = get_backend()
 
         @when("inside")
         def handler(data: object) -> None:
@@ -61,8 +62,8 @@ def test_isolated_gives_a_fresh_backend_and_removes_the_handlers_made_inside() -
 
         emit("inside")
         assert ran.wait(10)
-    assert handler not in [s.handler for s in events.bus().subscriptions()]
-    assert config.get_backend() is not backend
+    assert handler not in [getattr(s, 'handler', None) for s in RUNTIME.bus.subscriptions()]
+    assert get_backend() is not backend
 
 
 def test_isolated_keeps_the_options_set_with_configure() -> None:
@@ -71,4 +72,4 @@ def test_isolated_keeps_the_options_set_with_configure() -> None:
     configure(handler_retries=5)
     with isolated():
         pass
-    assert config.settings().handler_retries == 5
+    assert settings().handler_retries == 5

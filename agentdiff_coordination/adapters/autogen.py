@@ -47,7 +47,6 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any
 
 from ..core.coordinate import Coordinator, coordinate
-from ..core.events import bus
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -366,12 +365,12 @@ def _agent_class() -> type[Any]:
             await _in_context(ctx, run.__aexit__(None, None, None))
 
         def _payload(self, messages: Sequence[Any]) -> dict[str, Any]:
-            if not bus().interested(self._coordinator.started):
+            if not self._coordinator.listened(self._coordinator.started):
                 return {}
             return {"messages": [_dump(m) for m in messages]}
 
         def _result(self, response: Any) -> Any:
-            if response is None or not bus().interested(self._coordinator.complete):
+            if response is None or not self._coordinator.listened(self._coordinator.complete):
                 return None
             return _dump(response.chat_message)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, cast
 
-from ..core import events as _events
+from ..core.events import emit
 from ..core.coordinate import Coordinator, Run, coordinate
 from ..core.locks import normalize_names
 from .hookspecs import hookimpl
@@ -447,7 +447,7 @@ def _forward(source: Any, event: Any) -> None:
     if name is None:
         return
     try:
-        _events.emit(f"{name}_{event.type}", _bridge_payload(name, event), sender=name)
+        emit(f"{name}_{event.type}", _bridge_payload(name, event), sender=name)
     except Exception:  # watching must never break the crew
         logger.exception("could not forward CrewAI event %s of task %r", getattr(event, "type", event), name)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
@@ -30,10 +29,11 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
-from . import events as _events
 from . import limits as _limits
 from . import locks as _locks
-from .events import bus
+from .plugins import is_passthrough, wrap_with_plugins
+from .records import new_run_id
+from .runtime import RUNTIME
 from .validation import check_decorator_name, check_name, check_timeout
 
 __all__ = ["Coordinator", "Run", "coordinate"]
@@ -45,11 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: exceptions that mean "stopped from outside", reported as ``NAME_cancelled``
 CANCELLED: tuple[type[BaseException], ...] = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
 
-_run_ids = itertools.count(1)
-
-
-def _new_run_id() -> str:
-    return f"run-{_events._id_prefix}{next(_run_ids)}"
+_bus = RUNTIME.bus
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +82,10 @@ class Coordinator:
         """A copy with some fields changed (the event names follow ``name``)."""
         return replace(self, **changes)
 
+    def listened(self, event: str) -> bool:
+        """Whether anyone may receive ``event`` (build a costly payload only then)."""
+        return _bus.interested(event)
+
     # -- applying ------------------------------------------------------------------
     @overload
     def __call__(self, obj: F) -> F: ...
@@ -95,8 +95,6 @@ class Coordinator:
 
     def __call__(self, obj: Any) -> Any:
         """Coordinate ``obj``: a plugin's object (a graph node, a task, an agent) or a callable."""
-        from ..adapters.registry import wrap_with_plugins
-
         wrapped = wrap_with_plugins(obj, self)
         if wrapped is not None:
             return wrapped
@@ -148,7 +146,12 @@ def _is_async_callable(obj: Any) -> bool:
     return not inspect.isclass(obj) and call is not None and inspect.iscoroutinefunction(call)
 
 
-# -- lifecycle payloads (built only when someone listens) ------------------------------
+# -- the plan of a run: announce, take, call, give back, report ----------------------------
+# Every driver (sync, async, generator, async generator, an adapter's Run) follows it:
+# ``_announce`` (``NAME_started``, only when someone listens), the locks (all or none),
+# the limit, the call, the limit and the locks given back, then ``_report`` with how the
+# run ended. Only the waits differ between drivers. Payloads are built only when someone
+# listens; the lock is released before the end is reported, so a handler may take it.
 
 
 def _payload(c: Coordinator, data: dict[str, Any]) -> dict[str, Any]:
@@ -163,63 +166,49 @@ def _payload(c: Coordinator, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _started(c: Coordinator, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def _announce(c: Coordinator, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """Emit ``NAME_started`` if anyone listens; the run id, made only when needed."""
-    b = _events._bus or bus()
-    if not b.interested(c.started):
+    if not _bus.interested(c.started):
         return None
-    run_id = _new_run_id()
-    b.emit(
-        c.started,
-        _payload(c, {"args": args, "kwargs": kwargs, "timestamp": time.time(), "run_id": run_id}),
-        c.name,
-    )
+    run_id = new_run_id()
+    _bus.emit(c.started, _payload(c, {"args": args, "kwargs": kwargs, "timestamp": time.time(), "run_id": run_id}), c.name)
     return run_id
 
 
-def _completed(c: Coordinator, run_id: str | None, t0: float, result: Any) -> None:
-    b = _events._bus or bus()
-    if b.interested(c.complete):
-        duration = time.perf_counter() - t0
-        b.emit(
-            c.complete,
-            _payload(c, {"result": result, "timestamp": time.time(), "duration": duration,
-                         "run_id": run_id or _new_run_id()}),
-            c.name,
-        )
+def _outcome(c: Coordinator, exc: BaseException | None) -> str:
+    """The event that reports a run ended by ``exc`` (None: completed)."""
+    if exc is None:
+        return c.complete
+    if isinstance(exc, c.passthrough):
+        return c.interrupted
+    if isinstance(exc, CANCELLED):
+        return c.cancelled
+    if is_passthrough(exc):  # a framework's control flow (a graph interrupt), asked only on failure
+        return c.interrupted
+    return c.failed
 
 
-def _plugin_passthrough(exc: BaseException) -> bool:
-    """Whether an adapter plugin calls ``exc`` control flow (asked only when a step raises)."""
-    from ..adapters.registry import is_passthrough
-
-    return is_passthrough(exc)
-
-
-def _ended_by(c: Coordinator, run_id: str | None, t0: float, exc: BaseException) -> None:
-    """Emit ``_failed``, ``_cancelled`` or ``_interrupted`` for ``exc``; never raises."""
+def _report(c: Coordinator, run_id: str | None, t0: float, exc: BaseException | None, result: Any = None) -> None:
+    """Emit how the run ended (``_complete``, ``_failed``, ``_cancelled``, ``_interrupted``)
+    if anyone listens; never raises."""
     try:
-        if isinstance(exc, c.passthrough):
-            name = c.interrupted
-        elif isinstance(exc, CANCELLED):
-            name = c.cancelled
-        elif _plugin_passthrough(exc):  # a framework's control flow (a graph interrupt)
-            name = c.interrupted
-        else:
-            name = c.failed
-        b = bus()
-        if not b.interested(name):
+        name = _outcome(c, exc)
+        if not _bus.interested(name):
             return
-        data = {"error_type": type(exc).__name__, "timestamp": time.time(),
-                "duration": time.perf_counter() - t0, "run_id": run_id or _new_run_id()}
-        if name == c.failed:
-            data["error"] = str(exc)
-        b.emit(name, _payload(c, data), c.name)
+        data: dict[str, Any] = {"timestamp": time.time(), "duration": time.perf_counter() - t0,
+                                "run_id": run_id or new_run_id()}
+        if exc is None:
+            data["result"] = result
+        else:
+            data["error_type"] = type(exc).__name__
+            if name == c.failed:
+                data["error"] = str(exc)
+        _bus.emit(name, _payload(c, data), c.name)
     except Exception:
         logger.exception("could not report the end of coordinated step %r", c.name)
 
 
-def _release_quietly(owner: object, c: Coordinator, original: BaseException) -> None:
+def _released_after(owner: object, c: Coordinator, original: BaseException) -> None:
     """Release after the step raised: a release error is logged, the step's error wins."""
     try:
         _locks.release_sync(owner)
@@ -227,109 +216,81 @@ def _release_quietly(owner: object, c: Coordinator, original: BaseException) -> 
         logger.exception("releasing %s after %r raised %s also failed", c.locks, c.name, type(original).__name__)
 
 
-async def _arelease_quietly(owner: object, c: Coordinator, original: BaseException) -> None:
+async def _areleased_after(owner: object, c: Coordinator, original: BaseException) -> None:
     try:
         await _locks.release_async(owner)
     except Exception:
         logger.exception("releasing %s after %r raised %s also failed", c.locks, c.name, type(original).__name__)
 
 
-# -- wrappers --------------------------------------------------------------------------
+# -- the drivers -------------------------------------------------------------------------
 
 
 def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
-    names, timeout, holder = c.locks, c.timeout, c.name
-    started, complete = c.started, c.complete
-    b = bus()
-    peek = b._cache.get  # cached matches: () means nobody here listens for that name
+    names, timeout, holder, started, complete = c.locks, c.timeout, c.name, c.started, c.complete
+    quiet = _bus.listeners.get  # () means: nobody here listens for that name
     original = fn
     if c.limit is not None:  # decided once, here: a step without a limit pays nothing per call
         fn = _limits.limited_sync(c.limit, timeout, fn)
-    acquire, release = _locks.acquire_sync, _locks.release_sync
-    perf = time.perf_counter
+    acquire, release, perf = _locks.acquire_sync, _locks.release_sync, time.perf_counter
 
     @functools.wraps(fn)
     def coordinated(*args: Any, **kwargs: Any) -> Any:
-        backend = b._backend
-        # nobody listening, known without a call: the common case costs two dict lookups
-        if backend is None or backend.shared or peek(started) != ():
-            run_id = _started(c, args, kwargs)
-        else:
-            run_id = None
+        run_id = None if _bus.local_only and quiet(started) == () else _announce(c, args, kwargs)
         t0 = perf()
-        if names:
-            try:
-                acquire(names, timeout, holder, c)
-            except BaseException as exc:  # timed out or interrupted while waiting
-                _ended_by(c, run_id, t0, exc)
-                raise
+        held = False
         try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
             if names:
-                _release_quietly(c, c, exc)
-            _ended_by(c, run_id, t0, exc)
+                acquire(names, timeout, holder, c)
+                held = True
+            result = fn(*args, **kwargs)
+            if held:
+                held = False
+                release(c)  # a lost lease raises here: the run did not end well
+        except BaseException as exc:
+            if held:
+                _released_after(c, c, exc)
+            _report(c, run_id, t0, exc)
             raise
-        if names:
-            try:
-                release(c)
-            except BaseException as exc:  # a lost lease: the run did not end well
-                _ended_by(c, run_id, t0, exc)
-                raise
-        backend = b._backend
-        if backend is None or backend.shared or peek(complete) != ():
-            _completed(c, run_id, t0, result)
+        if not (_bus.local_only and quiet(complete) == ()):
+            _report(c, run_id, t0, None, result)
         return result
 
-    coordinated.__wrapped__ = original  # the user's function, even under a limit
+    coordinated.__wrapped__ = original  # type: ignore[attr-defined]  # the user's function, even under a limit
     return coordinated
 
 
 def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
-    names, timeout, holder = c.locks, c.timeout, c.name
-    started, complete = c.started, c.complete
-    b = bus()
-    peek = b._cache.get  # cached matches: () means nobody here listens for that name
+    names, timeout, holder, started, complete = c.locks, c.timeout, c.name, c.started, c.complete
+    quiet = _bus.listeners.get
     original = fn
     if c.limit is not None:
         fn = _limits.limited_async(c.limit, timeout, fn)
-    acquire, release = _locks.acquire_async, _locks.release_async
-    perf = time.perf_counter
+    acquire, release, perf = _locks.acquire_async, _locks.release_async, time.perf_counter
 
     @functools.wraps(fn)
     async def coordinated(*args: Any, **kwargs: Any) -> Any:
-        backend = b._backend
-        # nobody listening, known without a call: the common case costs two dict lookups
-        if backend is None or backend.shared or peek(started) != ():
-            run_id = _started(c, args, kwargs)
-        else:
-            run_id = None
+        run_id = None if _bus.local_only and quiet(started) == () else _announce(c, args, kwargs)
         t0 = perf()
-        if names:
-            try:
-                await acquire(names, timeout, holder, c)
-            except BaseException as exc:  # timed out or cancelled while waiting
-                _ended_by(c, run_id, t0, exc)
-                raise
+        held = False
         try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
             if names:
-                await _arelease_quietly(c, c, exc)
-            _ended_by(c, run_id, t0, exc)
-            raise
-        if names:
-            try:
+                await acquire(names, timeout, holder, c)
+                held = True
+            result = await fn(*args, **kwargs)
+            if held:
+                held = False
                 await release(c)
-            except BaseException as exc:
-                _ended_by(c, run_id, t0, exc)
-                raise
-        backend = b._backend
-        if backend is None or backend.shared or peek(complete) != ():
-            _completed(c, run_id, t0, result)
+        except BaseException as exc:
+            if held:
+                await _areleased_after(c, c, exc)
+            _report(c, run_id, t0, exc)
+            raise
+        if not (_bus.local_only and quiet(complete) == ()):
+            _report(c, run_id, t0, None, result)
         return result
 
-    coordinated.__wrapped__ = original  # the user's function, even under a limit
+    coordinated.__wrapped__ = original  # type: ignore[attr-defined]
     return coordinated
 
 
@@ -371,11 +332,9 @@ def _async_gen_wrapper(c: Coordinator, fn: Callable[..., AsyncGenerator[Any, Any
 
 
 class Run:
-    """One coordinated run, entered with ``with`` or ``async with``.
-
-    Entering emits ``NAME_started`` and takes the locks; leaving releases them and
-    emits how the run ended. Set ``run.result`` before leaving to report it.
-    """
+    """One coordinated run entered by hand, with ``with`` or ``async with`` (generators and
+    adapters use it): entering announces the run and takes the locks and the limit;
+    leaving gives them back and reports how it ended. Set ``run.result`` before leaving."""
 
     __slots__ = ("coordinator", "args", "kwargs", "run_id", "result", "_t0", "_held", "_permit")
 
@@ -389,87 +348,69 @@ class Run:
         self._held = False
         self._permit: _limits.Permit | None = None
 
-    def __enter__(self) -> Run:
+    def _begin(self) -> Coordinator:
         c = self.coordinator
-        self.run_id = _started(c, self.args, self.kwargs)
+        self.run_id = _announce(c, self.args, self.kwargs)
         self._t0 = time.perf_counter()
-        if c.locks:
-            try:
+        return c
+
+    def __enter__(self) -> Run:
+        c = self._begin()
+        try:
+            if c.locks:
                 _locks.acquire_sync(c.locks, c.timeout, c.name, self)
-            except BaseException as exc:  # the run was announced: report how it ended
-                self.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            self._held = True
-        if c.limit is not None:
-            try:
+                self._held = True
+            if c.limit is not None:
                 self._permit = _limits.enter_sync(_limits.get_limit(c.limit), 1, c.timeout)
-            except BaseException as exc:
-                self.__exit__(type(exc), exc, exc.__traceback__)
-                raise
+        except BaseException as exc:  # the run was announced: report how it ended
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         c = self.coordinator
-        if self._permit is not None:  # the limit first: it was taken last
-            permit, self._permit = self._permit, None
+        permit, self._permit = self._permit, None
+        if permit is not None:  # the limit first: it was taken last
             _limits.leave_sync(permit)
         held, self._held = self._held, False
-        if exc is not None:
-            if held:
-                try:
-                    _locks.release_sync(self)
-                except Exception:
-                    logger.exception("releasing %s after %r raised also failed", c.locks, c.name)
-            _ended_by(c, self.run_id, self._t0, exc)
-            return
-        if held:
-            try:
+        try:
+            if held and exc is not None:
+                _released_after(self, c, exc)
+            elif held:
                 _locks.release_sync(self)
-            except BaseException as error:
-                _ended_by(c, self.run_id, self._t0, error)
-                raise
-        _completed(c, self.run_id, self._t0, self.result)
+        except BaseException as error:  # a lost lease: the run did not end well
+            _report(c, self.run_id, self._t0, error)
+            raise
+        _report(c, self.run_id, self._t0, exc, self.result)
 
     async def __aenter__(self) -> Run:
-        c = self.coordinator
-        self.run_id = _started(c, self.args, self.kwargs)
-        self._t0 = time.perf_counter()
-        if c.locks:
-            try:
+        c = self._begin()
+        try:
+            if c.locks:
                 await _locks.acquire_async(c.locks, c.timeout, c.name, self)
-            except BaseException as exc:
-                await self.__aexit__(type(exc), exc, exc.__traceback__)
-                raise
-            self._held = True
-        if c.limit is not None:
-            try:
+                self._held = True
+            if c.limit is not None:
                 self._permit = await _limits.enter_async(_limits.get_limit(c.limit), 1, c.timeout)
-            except BaseException as exc:
-                await self.__aexit__(type(exc), exc, exc.__traceback__)
-                raise
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         c = self.coordinator
-        if self._permit is not None:
-            permit, self._permit = self._permit, None
+        permit, self._permit = self._permit, None
+        if permit is not None:
             await _limits.leave_async(permit)
         held, self._held = self._held, False
-        if exc is not None:
-            if held:
-                try:
-                    await _locks.release_async(self)
-                except Exception:
-                    logger.exception("releasing %s after %r raised also failed", c.locks, c.name)
-            _ended_by(c, self.run_id, self._t0, exc)
-            return
-        if held:
-            try:
+        try:
+            if held and exc is not None:
+                await _areleased_after(self, c, exc)
+            elif held:
                 await _locks.release_async(self)
-            except BaseException as error:
-                _ended_by(c, self.run_id, self._t0, error)
-                raise
-        _completed(c, self.run_id, self._t0, self.result)
+        except BaseException as error:
+            _report(c, self.run_id, self._t0, error)
+            raise
+        _report(c, self.run_id, self._t0, exc, self.result)
 
 
 def coordinate(

@@ -1,7 +1,7 @@
 """Running handlers: worker threads for sync handlers, an event loop for async ones,
 retries, dead letters, and ``current_event()`` inside a handler.
 
-The bus (``events.py``) decides *what* each subscription receives; this module decides
+The bus (``bus.py``) decides *what* each subscription receives; this module decides
 *where and how* its handler runs. One subscription runs one event at a time, in the order
 the bus queued them; different subscriptions run in parallel.
 """
@@ -17,19 +17,18 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from . import config as _config
+from .records import Ack, DeadLetter, Event
+from .retry import delays
+from .settings import Settings
 
 if TYPE_CHECKING:
-    from .events import Event, Subscription
+    from .subscriptions import Subscription
 
-__all__ = ["DeadLetter", "HandlerRunner", "current_event"]
+__all__ = ["HandlerRunner", "current_event"]
 
 logger = logging.getLogger("agentdiff_coordination")
-
-Ack = Callable[[], None]
 
 _current_event: ContextVar[Event | None] = ContextVar("agentdiff_current_event", default=None)
 
@@ -39,23 +38,12 @@ def current_event() -> Event | None:
     return _current_event.get()
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event a handler could not handle after all its attempts."""
-
-    event: Event
-    handler: str
-    error: BaseException
-    traceback: str
-    attempts: int
-
-
 class _Queues(Protocol):
     """What the runner needs from the bus: the next queued event, and accounting."""
 
-    def _next(self, sub: Subscription) -> tuple[Event, Ack | None] | None: ...
-    def _done(self) -> None: ...
-    def _requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None: ...
+    def next_delivery(self, sub: Subscription) -> tuple[Event, Ack | None] | None: ...
+    def delivery_done(self) -> None: ...
+    def requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None: ...
 
 
 class _Workers:
@@ -111,8 +99,9 @@ def _safe_ack(ack: Ack, event: Event) -> None:
 class HandlerRunner:
     """Runs the handlers of the subscriptions the bus hands it."""
 
-    def __init__(self, queues: _Queues) -> None:
+    def __init__(self, queues: _Queues, settings: Callable[[], Settings]) -> None:
         self._queues = queues
+        self._settings = settings
         self._mutex = threading.Lock()
         self._workers: _Workers | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,43 +119,37 @@ class HandlerRunner:
     def _pool(self) -> _Workers:
         w = self._workers
         if w is None:
-            from .config import settings
-
             with self._mutex:
                 if self._workers is None:
-                    self._workers = _Workers(settings().handler_threads)
+                    self._workers = _Workers(self._settings().handler_threads)
                 w = self._workers
         return w
 
     def _run_sync(self, sub: Subscription) -> None:
         queues = self._queues
-        while (item := queues._next(sub)) is not None:
+        while (item := queues.next_delivery(sub)) is not None:
             event, ack = item
             try:
                 self._handle_sync(sub, event)
             finally:
                 if ack is not None:
                     _safe_ack(ack, event)
-                queues._done()
+                queues.delivery_done()
 
     def _handle_sync(self, sub: Subscription, event: Event) -> None:
-        retries, delay = _policy(sub)
         handler = cast(Callable[[Any], Any], sub.handler)
+        attempts = _Attempts(self, sub, event)
         token = _current_event.set(event)
         try:
-            for attempt in range(1, retries + 2):
+            while True:
                 try:
                     handler(event.data)
                     return
-                except Exception as exc:
-                    if attempt > retries:
-                        self._dead_letter(sub, event, exc, attempt)
+                except BaseException as exc:  # SystemExit in a handler: dead-lettered, not fatal
+                    pause = attempts.failed(exc)
+                    if pause is None:
                         return
-                    _log_retry(sub, event, exc, attempt, retries)
-                    time.sleep(delay * 2 ** (attempt - 1))
-                except BaseException as exc:  # SystemExit in a handler: not retried, not fatal
-                    self._dead_letter(sub, event, exc, attempt)
-                    return
+                time.sleep(pause)
         finally:
             _current_event.reset(token)
 
@@ -187,36 +170,35 @@ class HandlerRunner:
 
     async def _run_async(self, sub: Subscription) -> None:
         queues = self._queues
-        while (item := queues._next(sub)) is not None:
+        while (item := queues.next_delivery(sub)) is not None:
             event, ack = item
             try:
                 await self._handle_async(sub, event)
             except asyncio.CancelledError:
                 # the loop that ran this handler is shutting down: move the rest,
                 # this event included, to the runner's own loop
-                queues._requeue(sub, event, ack)
+                queues.requeue(sub, event, ack)
                 sub.loop = None
                 self._schedule_async(sub)
                 raise
             if ack is not None:
                 _safe_ack(ack, event)
-            queues._done()
+            queues.delivery_done()
 
     async def _handle_async(self, sub: Subscription, event: Event) -> None:
-        retries, delay = _policy(sub)
         handler = cast(Callable[[Any], Coroutine[Any, Any, Any]], sub.handler)
+        attempts = _Attempts(self, sub, event)
         token = _current_event.set(event)
         try:
-            for attempt in range(1, retries + 2):
+            while True:
                 try:
                     await handler(event.data)
                     return
-                except Exception as exc:
-                    if attempt > retries:
-                        self._dead_letter(sub, event, exc, attempt)
+                except Exception as exc:  # a cancellation is the loop's, never the handler's failure
+                    pause = attempts.failed(exc)
+                    if pause is None:
                         return
-                    _log_retry(sub, event, exc, attempt, retries)
-                    await asyncio.sleep(delay * 2 ** (attempt - 1))
+                await asyncio.sleep(pause)
         finally:
             _current_event.reset(token)
 
@@ -240,15 +222,15 @@ class HandlerRunner:
         return loop
 
     # -- failures ----------------------------------------------------------------------
-    def _dead_letter(self, sub: Subscription, event: Event, exc: BaseException, attempts: int) -> None:
-        from .config import settings
-
+    def dead_letter(self, sub: Subscription, event: Event, exc: BaseException, attempts: int) -> None:
+        """Keep ``event`` as a dead letter of ``sub`` and log why, with the traceback."""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         logger.error(
             "handler %s failed on event %r (id %s) after %d attempt(s); kept in dead_letters()\n%s",
             sub.group, event.name, event.id, attempts, tb.rstrip(),
+            extra={"coordination_event": event.name, "coordination_event_id": event.id, "coordination_handler": sub.group},
         )
-        limit = settings().dead_letter_limit
+        limit = self._settings().dead_letter_limit
         dropped = 0
         with self._mutex:
             self._dead.append(DeadLetter(event, sub.group, exc, tb, attempts))
@@ -267,15 +249,35 @@ class HandlerRunner:
         return out
 
 
-def _policy(sub: Subscription) -> tuple[int, float]:
-    s = _config.settings()
-    retries = s.handler_retries if sub.retries is None else sub.retries
-    delay = s.retry_delay if sub.retry_delay is None else sub.retry_delay
-    return retries, delay
+class _Attempts:
+    """The retry plan of one delivery, shared by the sync and async drivers: after a
+    failure, the pause before the next attempt, or None once the event is dead-lettered."""
+
+    __slots__ = ("runner", "sub", "event", "attempt", "retries", "pauses")
+
+    def __init__(self, runner: HandlerRunner, sub: Subscription, event: Event) -> None:
+        s = runner._settings()
+        self.runner, self.sub, self.event = runner, sub, event
+        self.attempt = 1
+        self.retries = s.handler_retries if sub.retries is None else sub.retries
+        first = s.retry_delay if sub.retry_delay is None else sub.retry_delay
+        self.pauses = delays(first, self.retries)
+
+    def failed(self, exc: BaseException) -> float | None:
+        pause = next(self.pauses, None) if isinstance(exc, Exception) else None
+        sub, event = self.sub, self.event
+        if pause is None:
+            self.runner.dead_letter(sub, event, exc, self.attempt)
+            return None
+        logger.warning(
+            "handler %s failed on event %r (id %s), attempt %d of %d; retrying: %s: %s",
+            sub.group, event.name, event.id, self.attempt, self.retries + 1, type(exc).__name__, exc,
+            extra={"coordination_event": event.name, "coordination_event_id": event.id, "coordination_handler": sub.group},
+        )
+        self.attempt += 1
+        return pause
 
 
-def _log_retry(sub: Subscription, event: Event, exc: Exception, attempt: int, retries: int) -> None:
-    logger.warning(
-        "handler %s failed on event %r (id %s), attempt %d of %d; retrying: %s: %s",
-        sub.group, event.name, event.id, attempt, retries + 1, type(exc).__name__, exc,
-    )
+def in_handler() -> bool:
+    """Whether the caller runs inside a handler."""
+    return _current_event.get() is not None

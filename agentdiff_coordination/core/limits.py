@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import config as _config
+from .runtime import RUNTIME
 from .limit_store import LimitSpec, LimitStore, LimitUsage
 from .rates import ACCEPTED_RATES, Rate, _rates, parse_rate  # noqa: F401  (ACCEPTED_RATES lived here)
 from .validation import check_name, check_timeout
@@ -115,14 +115,14 @@ def get_limit(name: str) -> Limit:
     return found if found is not None else limit(name)
 
 
-def _reset_for_tests() -> None:
-    """Forget every declaration (test helper)."""
+def forget_declarations() -> None:
+    """Forget every declared limit (``testing.reset()`` calls it)."""
     with _declare_lock:
         _declared.clear()
 
 
 def _store() -> LimitStore:
-    backend = _config._backend or _config.get_backend()
+    backend = RUNTIME.current or RUNTIME.backend()
     return backend.limit_store()
 
 
@@ -393,7 +393,7 @@ class Limit(_Use):
         cost = self.spec.check_cost(cost)
         if timeout is not None:
             timeout = check_timeout(timeout)
-        store = (_config._backend or _config.get_backend()).limit_store()
+        store = (RUNTIME.current or RUNTIME.backend()).limit_store()
         return Permit(self, cost, store.acquire(self.spec, cost, timeout), store)
 
     async def acquire_async(self, cost: int = 1, *, timeout: float | None = None) -> Permit:
@@ -401,7 +401,7 @@ class Limit(_Use):
         cost = self.spec.check_cost(cost)
         if timeout is not None:
             timeout = check_timeout(timeout)
-        store = (_config._backend or _config.get_backend()).limit_store()
+        store = (RUNTIME.current or RUNTIME.backend()).limit_store()
         grant = store.admit_now(self.spec, cost)
         if grant is None:
             grant = await store.acquire_async(self.spec, cost, timeout)

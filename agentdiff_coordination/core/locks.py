@@ -15,31 +15,32 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeAlias, TypeVar, cast
 
-from .backends.base import Backend, LockGrant
-from . import config as _config
-from .config import get_backend
+from .backends.base import Backend
 from .errors import LockNotHeldError
+from .records import LockGrant
+from .runtime import RUNTIME
 from .validation import check_decorator_name, check_name, check_timeout
 
-__all__ = ["Lock", "acquire_sync", "acquire_async", "lock", "normalize_names", "release_sync", "release_async"]
+__all__ = ["Lock", "acquire_async", "acquire_sync", "held_grants", "lock", "normalize_names", "release_async", "release_sync"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 # What a call chain holds is a stack of frames in a context variable. A frame is a
-# tuple (owner, grants, by_name, parent, backend): ``owner`` is whoever entered it
-# (a Lock object, a Coordinator, a Run), ``grants`` the grants it counted, ``by_name``
-# every grant held by the chain so far. Tuples keep the uncontended path short.
-_Frame: TypeAlias = "tuple[object, tuple[LockGrant, ...], dict[str, LockGrant], Any, Backend]"
+# tuple (owner, grants, parent, backend): ``owner`` is whoever entered it (a Lock, a
+# Coordinator, a Run), ``grants`` the grants it counted, ``parent`` the frame below.
+# Tuples keep the uncontended path short; stacks are shallow, so a re-entry check walks them.
+_Frame: TypeAlias = "tuple[object, tuple[LockGrant, ...], Any, Backend]"
 
 _held: ContextVar[_Frame | None] = ContextVar("agentdiff_held_locks", default=None)
 _held_get = _held.get
 _held_set = _held.set
+_runtime = RUNTIME
 
 
 def normalize_names(names: str | Iterable[str], what: str = "lock name") -> tuple[str, ...]:
@@ -54,28 +55,45 @@ def normalize_names(names: str | Iterable[str], what: str = "lock name") -> tupl
     return out
 
 
-def _reenter(parent: _Frame | None, name: str) -> LockGrant | None:
-    """The grant of ``name`` this call chain holds, counted once more; None if not held."""
-    if parent is None:
-        return None
-    grant: LockGrant | None = parent[2].get(name)
-    if grant is None:
-        return None
-    backend: Backend = parent[4]
-    return grant if backend.reenter(grant) else None
+def _held_by_chain(frame: _Frame | None, name: str) -> LockGrant | None:
+    """The live grant of ``name`` in this call chain's frames, if any."""
+    while frame is not None:
+        for grant in frame[1]:
+            if grant.name == name and grant.count > 0:
+                return grant
+        frame = frame[2]
+    return None
 
 
-def _push(owner: object, grants: list[LockGrant], parent: _Frame | None, backend: Backend) -> None:
-    by_name = dict(parent[2]) if parent is not None else {}
-    for grant in grants:
-        by_name[grant.name] = grant
-    _held_set((owner, tuple(grants), by_name, parent, backend))
+class _Acquisition:
+    """One acquisition of several names, all or none, in canonical order: the plan both
+    drivers follow. ``pending()`` re-enters what the call chain holds and yields each name
+    the driver must wait for (with ``left()`` seconds); the driver ``add``s the grant.
+    On failure the driver gives back ``grants``; on success ``push`` records the frame."""
 
+    __slots__ = ("names", "parent", "backend", "deadline", "grants")
 
-def _deadline_left(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
+    def __init__(self, names: tuple[str, ...], timeout: float | None, parent: _Frame | None, backend: Backend) -> None:
+        self.names = names
+        self.parent = parent
+        self.backend = backend
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.grants: list[LockGrant] = []
+
+    def pending(self) -> Iterator[str]:
+        for name in self.names:
+            grant = _held_by_chain(self.parent, name)
+            if grant is not None and self.backend.reenter(grant):
+                self.grants.append(grant)
+            else:
+                yield name
+
+    def left(self) -> float | None:
+        deadline = self.deadline
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def push(self, owner: object) -> None:
+        _held_set((owner, tuple(self.grants), self.parent, self.backend))
 
 
 def acquire_sync(
@@ -83,66 +101,40 @@ def acquire_sync(
 ) -> None:
     """Take every name for ``owner`` (re-entering those this chain holds); all or none."""
     parent = _held_get()
-    backend = _config._backend or get_backend()
-    if parent is None and len(names) == 1:  # the common, uncontended case
-        name = names[0]
-        if lease is None:
-            grant = backend.acquire_lock(name, holder, timeout)
-        else:
-            grant = backend.acquire_lock(name, holder, timeout, lease=lease)
-        _held_set((owner, (grant,), {name: grant}, None, backend))
+    backend = _runtime.current or _runtime.backend()
+    if parent is None and len(names) == 1:  # the common case: nothing held, one name
+        grant = backend.acquire_lock(names[0], holder, timeout, lease=lease)
+        _held_set((owner, (grant,), None, backend))
         return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    grants: list[LockGrant] = []
+    plan = _Acquisition(names, timeout, parent, backend)
     try:
-        for name in names:
-            grant = _reenter(parent, name) or (
-                backend.acquire_lock(name, holder, _deadline_left(deadline))
-                if lease is None
-                else backend.acquire_lock(name, holder, _deadline_left(deadline), lease=lease)
-            )
-            grants.append(grant)
+        for name in plan.pending():
+            plan.grants.append(backend.acquire_lock(name, holder, plan.left(), lease=lease))
     except BaseException:
-        for grant in reversed(grants):
+        for grant in reversed(plan.grants):
             backend.release_counted(grant)
         raise
-    _push(owner, grants, parent, backend)
+    plan.push(owner)
 
 
 async def acquire_async(
     names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None
 ) -> None:
-    """The async twin of ``acquire_sync``: waits without blocking the loop."""
+    """The async driver of the same plan: waits without blocking the loop."""
     parent = _held_get()
-    backend = _config._backend or get_backend()
-    if parent is None and len(names) == 1:
-        name = names[0]
-        grant = backend.try_acquire_lock(name, holder) or await _wait_async(backend, name, holder, timeout, lease)
-        _held_set((owner, (grant,), {name: grant}, None, backend))
-        return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    grants: list[LockGrant] = []
+    backend = _runtime.current or _runtime.backend()
+    plan = _Acquisition(names, timeout, parent, backend)
     try:
-        for name in names:
-            grant = (
-                _reenter(parent, name)
-                or backend.try_acquire_lock(name, holder)
-                or await _wait_async(backend, name, holder, _deadline_left(deadline), lease)
-            )
-            grants.append(grant)
+        for name in plan.pending():
+            grant = backend.try_acquire_lock(name, holder)
+            if grant is None:
+                grant = await backend.acquire_lock_async(name, holder, plan.left(), lease=lease)
+            plan.grants.append(grant)
     except BaseException:
-        for grant in reversed(grants):
+        for grant in reversed(plan.grants):
             await _drop_async(grant, backend)
         raise
-    _push(owner, grants, parent, backend)
-
-
-async def _wait_async(
-    backend: Backend, name: str, holder: str | None, timeout: float | None, lease: float | None
-) -> LockGrant:
-    if lease is None:
-        return await backend.acquire_lock_async(name, holder, timeout)
-    return await backend.acquire_lock_async(name, holder, timeout, lease=lease)
+    plan.push(owner)
 
 
 async def _drop_async(grant: LockGrant, backend: Backend) -> None:
@@ -156,7 +148,7 @@ def _pop(owner: object) -> _Frame:
     """Remove ``owner``'s innermost frame from this context's stack and return it."""
     frame = _held_get()
     if frame is not None and frame[0] is owner:
-        _held_set(frame[3])
+        _held_set(frame[2])
         return frame
     # not the innermost frame (a generator or a hand-off exited out of order):
     # unlink this owner's frame and rebuild the frames above it
@@ -164,39 +156,28 @@ def _pop(owner: object) -> _Frame:
     f = frame
     while f is not None and f[0] is not owner:
         above.append(f)
-        f = f[3]
+        f = f[2]
     if f is None:
         raise LockNotHeldError(
             f"{owner!r} holds no lock in the current context: it was already released, or this is not "
             "the call chain (thread or task) that took it; a lock is released by the code that acquired it"
         )
-    found, rest = f, f[3]
+    rest = f[2]
     for g in reversed(above):
-        by_name = dict(rest[2]) if rest is not None else {}
-        for grant in g[1]:
-            by_name[grant.name] = grant
-        rest = (g[0], g[1], by_name, rest, g[4])
+        rest = (g[0], g[1], rest, g[3])
     _held_set(rest)
-    return found
+    return f
 
 
 def release_sync(owner: object) -> None:
-    """Release what ``owner`` took last in this context (each grant when its count ends)."""
-    frame = _held_get()
-    if frame is not None and frame[0] is owner:
-        _held_set(frame[3])
-    else:
-        frame = _pop(owner)
-    backend: Backend = frame[4]
-    grants = frame[1]
-    if len(grants) == 1:  # the common case
-        backend.release_counted(grants[0])
-        return
+    """Release what ``owner`` took last in this context (each grant when its count ends);
+    every grant is released even if one fails, and the first error is raised."""
+    _, grants, _, backend = _pop(owner)
     error: BaseException | None = None
     for grant in reversed(grants):
         try:
             backend.release_counted(grant)
-        except BaseException as exc:  # release every name even if one fails
+        except BaseException as exc:
             error = error or exc
     if error is not None:
         raise error
@@ -204,18 +185,9 @@ def release_sync(owner: object) -> None:
 
 async def release_async(owner: object) -> None:
     """The async twin of ``release_sync``."""
-    frame = _held_get()
-    if frame is not None and frame[0] is owner:
-        _held_set(frame[3])
-    else:
-        frame = _pop(owner)
-    backend: Backend = frame[4]
-    grants = frame[1]
-    if len(grants) == 1 and backend.nonblocking_release:
-        backend.release_counted(grants[0])
-        return
+    _, grants, _, backend = _pop(owner)
     error: BaseException | None = None
-    for grant in reversed(frame[1]):
+    for grant in reversed(grants):
         try:
             await _drop_async(grant, backend)
         except BaseException as exc:
@@ -226,10 +198,14 @@ async def release_async(owner: object) -> None:
 
 def held_grants() -> dict[str, LockGrant]:
     """The grants the current call chain holds, by lock name."""
+    held: dict[str, LockGrant] = {}
     frame = _held_get()
-    if frame is None:
-        return {}
-    return {name: grant for name, grant in frame[2].items() if grant.count > 0}
+    while frame is not None:
+        for grant in frame[1]:
+            if grant.count > 0:
+                held.setdefault(grant.name, grant)
+        frame = frame[2]
+    return held
 
 
 class Lock:
@@ -252,40 +228,37 @@ class Lock:
 
     def __enter__(self) -> Lock:
         names = self.names
-        if len(names) == 1 and self.lease is None and _held_get() is None:
-            # the uncontended single-name case of acquire_sync, without a call layer
-            backend = _config._backend or get_backend()
-            grant = backend.acquire_lock(names[0], self.holder, self.timeout)
-            _held_set((self, (grant,), {grant.name: grant}, None, backend))
+        if len(names) == 1 and _held_get() is None:  # the common case, without a call layer
+            backend = _runtime.current or _runtime.backend()
+            _held_set((self, (backend.acquire_lock(names[0], self.holder, self.timeout, lease=self.lease),), None, backend))
             return self
         acquire_sync(names, self.timeout, self.holder, self, self.lease)
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         frame = _held_get()
-        if frame is not None and frame[0] is self and len(frame[1]) == 1:
-            # the single-grant case of release_sync, without a call layer
-            _held_set(frame[3])
-            frame[4].release_counted(frame[1][0])
+        if frame is not None and frame[0] is self and len(frame[1]) == 1:  # the common case
+            _held_set(frame[2])
+            frame[3].release_counted(frame[1][0])
             return
         release_sync(self)
 
     async def __aenter__(self) -> Lock:
         names = self.names
-        if len(names) == 1 and self.lease is None and _held_get() is None:
-            backend = _config._backend or get_backend()
+        if len(names) == 1 and _held_get() is None:
+            backend = _runtime.current or _runtime.backend()
             grant = backend.try_acquire_lock(names[0], self.holder)
             if grant is not None:  # free right now: no coroutine layer below this one
-                _held_set((self, (grant,), {grant.name: grant}, None, backend))
+                _held_set((self, (grant,), None, backend))
                 return self
         await acquire_async(names, self.timeout, self.holder, self, self.lease)
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         frame = _held_get()
-        if frame is not None and frame[0] is self and len(frame[1]) == 1 and frame[4].nonblocking_release:
-            _held_set(frame[3])
-            frame[4].release_counted(frame[1][0])
+        if frame is not None and frame[0] is self and len(frame[1]) == 1 and frame[3].nonblocking_release:
+            _held_set(frame[2])
+            frame[3].release_counted(frame[1][0])
             return
         await release_async(self)
 
@@ -322,7 +295,7 @@ class Lock:
 
     def locked(self) -> bool:
         """Whether anyone holds the (first) name now."""
-        return get_backend().lock_holder(self.names[0]) is not None
+        return _runtime.backend().lock_holder(self.names[0]) is not None
 
     def __repr__(self) -> str:
         names = self.names[0] if len(self.names) == 1 else list(self.names)

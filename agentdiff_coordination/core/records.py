@@ -77,9 +77,8 @@ class SubscriptionSpec:
     """What a backend knows of a subscription: its ``pattern``, its ``group`` (the name the
     processes that share its events know it by) and where matching events go (``deliver``).
 
-    ``kind`` is ``"handler"`` (at-least-once work shared by the group), ``"waiter"`` (one
-    ``wait_for``: the next matching event, here only) or ``"recorder"`` (every matching
-    event, here only, on the emitter's thread).
+    ``kind`` is ``"handler"`` (at-least-once work shared by the group) or ``"waiter"`` (one
+    ``wait_for``: the next matching event, in this process only).
     """
 
     __slots__ = ("pattern", "group", "active", "_exact", "_regex", "__weakref__")

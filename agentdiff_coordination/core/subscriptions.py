@@ -1,25 +1,25 @@
 """Subscriptions: a pattern and what receives the events that match it.
 
-A ``Subscription`` runs a handler (``@when``); a ``_Waiter`` resolves one ``wait_for``.
-The bus (``events.py``) matches event names against them and queues deliveries; the
+A ``Subscription`` runs a handler (``@when``); a ``Waiter`` resolves one ``wait_for``.
+The bus (``bus.py``) matches event names against them and queues deliveries; the
 handler runner (``handlers.py``) runs the queued handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import inspect
-import re
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .events import Bus, Event
+from .records import Ack, Event, SubscriptionSpec
 
-__all__ = ["Subscription", "check_handler_signature", "is_unbound_method"]
+if TYPE_CHECKING:
+    from .bus import Bus
+
+__all__ = ["Subscription", "Waiter", "check_handler_signature", "is_unbound_method"]
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:
@@ -28,20 +28,16 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{qualname}"
 
 
-class Subscription:
-    """A pattern and what to do with the events that match it.
+class Subscription(SubscriptionSpec):
+    """A pattern and the handler that runs for the events that match it (``@when``).
 
     ``group`` names the subscription across processes: on a shared backend, the
     processes that subscribe with one group share its events (each event is handled
-    once per group, at least once).
+    once per group, at least once). Its events wait in ``queue`` until the handler
+    runner takes them, one at a time, in emit order.
     """
 
-    __slots__ = (
-        "pattern", "handler", "group", "retries", "retry_delay", "is_async", "loop",
-        "_exact", "_regex", "queue", "running", "active", "bus", "__weakref__",
-    )
-
-    kind = "handler"
+    __slots__ = ("handler", "retries", "retry_delay", "is_async", "loop", "queue", "running", "bus")
 
     def __init__(
         self,
@@ -53,9 +49,8 @@ class Subscription:
         retry_delay: float | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.pattern = pattern
+        super().__init__(pattern, group or (f"{_callable_name(handler)}:{pattern}" if handler is not None else pattern))
         self.handler = handler
-        self.group = group or (f"{_callable_name(handler)}:{pattern}" if handler is not None else pattern)
         self.retries = retries
         self.retry_delay = retry_delay
         self.is_async = handler is not None and (
@@ -63,59 +58,39 @@ class Subscription:
             or inspect.iscoroutinefunction(getattr(handler, "__call__", None))
         )
         self.loop = loop
-        self._exact = not any(c in pattern for c in "*?[")
-        self._regex = None if self._exact else re.compile(fnmatch.translate(pattern))
-        self.queue: deque[tuple[Event, Callable[[], None] | None]] = deque()
+        self.queue: deque[tuple[Event, Ack | None]] = deque()
         self.running = False
-        self.active = True
-        #: the bus this subscription was added to
+        #: the bus this subscription was added to (set by ``Bus.add``)
         self.bus: Bus | None = None
 
-    def matches(self, name: str) -> bool:
-        if self._exact:
-            return name == self.pattern
-        assert self._regex is not None
-        return self._regex.match(name) is not None
-
-    def deliver(self, event: Event, ack: Callable[[], None] | None = None) -> None:
+    def deliver(self, event: Event, ack: Ack | None = None) -> None:
         """Queue ``event`` for this subscription's handler (``ack`` runs once it is handled)."""
         b = self.bus
         if b is None:
-            from .events import bus
-
-            b = bus()
+            raise RuntimeError(f"{self!r} was never added to a bus; subscribe with @when(...)")
         b.deliver(self, event, ack)
 
-    def cancel(self) -> None:
-        """Stop receiving events; events already queued are still handled."""
-        from .events import bus
 
-        bus().remove(self)
-
-    def __repr__(self) -> str:
-        return f"<Subscription {self.pattern!r} -> {self.group}>"
-
-
-class _Waiter(Subscription):
+class Waiter(SubscriptionSpec):
     """A one-shot subscription behind ``wait_for``: resolves on the first match."""
 
-    __slots__ = ("_done", "_event", "_future", "_mutex")
+    __slots__ = ("done", "event", "future", "_mutex")
     kind = "waiter"
 
     def __init__(self, pattern: str, loop: asyncio.AbstractEventLoop | None) -> None:
-        super().__init__(pattern, None, group=f"wait_for:{pattern}")
+        super().__init__(pattern, f"wait_for:{pattern}")
         self._mutex = threading.Lock()
-        self._event: Event | None = None
-        self._done = threading.Event()
-        self._future: asyncio.Future[Event] | None = loop.create_future() if loop is not None else None
+        self.event: Event | None = None
+        self.done = threading.Event()
+        self.future: asyncio.Future[Event] | None = loop.create_future() if loop is not None else None
 
-    def deliver(self, event: Event, ack: Callable[[], None] | None = None) -> None:
+    def deliver(self, event: Event, ack: Ack | None = None) -> None:
         with self._mutex:
-            if self._event is not None:
+            if self.event is not None:
                 return
-            self._event = event
-        self._done.set()
-        fut = self._future
+            self.event = event
+        self.done.set()
+        fut = self.future
         if fut is not None:
             try:
                 fut.get_loop().call_soon_threadsafe(_set_future, fut, event)

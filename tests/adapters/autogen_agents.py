@@ -19,12 +19,12 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from agentdiff_coordination import current_event, when
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.runtime import get_backend
 
 
 def lock_waiters() -> int | None:
     """How many callers wait for any lock now (None when the backend does not say)."""
-    value = get_backend().statistics().get("lock_waiters")
+    value = get_backend().statistics().lock_waiters
     return None if value is None else int(value)
 
 

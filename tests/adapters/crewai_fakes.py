@@ -31,14 +31,14 @@ from crewai import Agent, Crew, Task  # noqa: E402
 from crewai.llms.base_llm import BaseLLM  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
 
-from agentdiff_coordination.core.config import get_backend  # noqa: E402
+from agentdiff_coordination.core.runtime import get_backend  # noqa: E402
 
 WAIT_LIMIT = 10.0  # seconds a probe waits for a sign of contention before giving up
 
 
 def lock_waiters() -> int:
     """How many callers wait for any lock now (0 when the backend does not say)."""
-    return int(get_backend().statistics().get("lock_waiters") or 0)
+    return int(get_backend().statistics().lock_waiters)
 
 
 class Probe:

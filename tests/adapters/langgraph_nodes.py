@@ -21,7 +21,7 @@ from typing_extensions import TypedDict
 
 from agentdiff_coordination import coordinate, current_event, when
 from agentdiff_coordination.adapters.langgraph import coordinate_graph
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.runtime import get_backend
 
 
 class LogState(TypedDict):
@@ -81,7 +81,7 @@ class EventLog:
 
 def lock_waiters() -> int:
     """How many callers wait for a lock right now, as the backend counts them."""
-    return int(get_backend().statistics().get("lock_waiters", 0))
+    return int(get_backend().statistics().lock_waiters)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

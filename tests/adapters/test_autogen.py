@@ -97,7 +97,7 @@ def test_adapter_module_imports_and_answers_without_autogen() -> None:
             sys.modules[name] = None  # makes any import of them fail
         import agentdiff_coordination
         from agentdiff_coordination.adapters import autogen
-        from agentdiff_coordination.adapters.registry import get_plugin_manager
+        from agentdiff_coordination.core.plugins import get_plugin_manager
         get_plugin_manager()
         assert autogen.coordination_owns(object()) is None
         assert agentdiff_coordination.coordinate("f")(lambda: 1)() == 1
@@ -113,7 +113,7 @@ def test_adapter_module_imports_and_answers_without_autogen() -> None:
 
 
 def test_importing_the_package_does_not_import_autogen() -> None:
-    code = "import sys, agentdiff_coordination.adapters.registry as r; r.get_plugin_manager(); " \
+    code = "import sys, agentdiff_coordination.core.plugins as r; r.get_plugin_manager(); " \
            "print(any(m.startswith('autogen') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr

@@ -32,7 +32,7 @@ from agentdiff_coordination import (
     lock,
 )
 from agentdiff_coordination.adapters.langgraph import coordinate_graph, graph_metadata
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.runtime import get_backend
 from tests.adapters.langgraph_nodes import (
     BRANCHES,
     Context,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from agentdiff_coordination import coordinate, current_event, drain, when
-from agentdiff_coordination.adapters import registry
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core import plugins as registry
+from agentdiff_coordination.core.runtime import get_backend
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,9 +40,9 @@ ENTRIES = {
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test builds the plugin manager anew and leaves no plugin module behind."""
     monkeypatch.delenv(registry.ENV_DISABLE, raising=False)
-    registry._reset_for_tests()
+    registry.reset_plugins()
     yield
-    registry._reset_for_tests()
+    registry.reset_plugins()
     for name in [m for m in sys.modules if m == "agentdiff_jobs" or m.startswith("agentdiff_jobs.")]:
         del sys.modules[name]
 
@@ -59,7 +59,7 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> Non
 
 
 def plugin_names() -> list[str]:
-    return [name for name, _ in registry.get_plugin_manager().list_name_plugin()]
+    return [name for name, plugin in registry.get_plugin_manager().list_name_plugin() if plugin is not None]
 
 
 def new_job(name: str, work: Any) -> Any:

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from agentdiff_coordination import CoordinationTimeoutError, lock
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.runtime import get_backend
 
 T = TypeVar("T")
 
@@ -126,12 +126,7 @@ def is_free(name: str) -> bool:
 
 def lock_waiters() -> int:
     """How many callers wait for any lock, from the backend's ``statistics()``."""
-    stats = get_backend().statistics()
-    assert "lock_waiters" in stats, (
-        f"{type(get_backend()).__name__}.statistics() must report 'lock_waiters' "
-        "(the number of queued lock waiters) for the arrival-order conformance tests"
-    )
-    return int(stats["lock_waiters"])
+    return get_backend().statistics().lock_waiters
 
 
 class LoopThread:

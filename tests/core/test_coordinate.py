@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agentdiff_coordination import CoordinationTimeoutError, coordinate, current_event, drain, lock, when
-from agentdiff_coordination.core import events as core_events
-from agentdiff_coordination.core.events import Event, Subscription
+from agentdiff_coordination.core.runtime import RUNTIME
+from agentdiff_coordination.core.records import Event, SubscriptionSpec
 
 from ..conformance.support import HANG, Occupancy, in_fresh_thread, is_free, run_threads, work
 
@@ -50,12 +50,12 @@ class Lifecycle:
         return [d for name, d, _ in self.settled() if name == f"{self.step}_{suffix}"]
 
 
-class LockProbe(Subscription):
+class LockProbe(SubscriptionSpec):
     """A subscription that looks at a lock the moment an event is published (on the
     emitter's thread, before any handler could run)."""
 
     def __init__(self, pattern: str, lock_name: str) -> None:
-        super().__init__(pattern, None, group=f"probe:{pattern}")
+        super().__init__(pattern, f"probe:{pattern}")
         self.lock_name = lock_name
         self.seen: list[tuple[str, bool]] = []
 
@@ -126,7 +126,7 @@ def test_each_call_has_its_own_run_id_shared_by_its_events() -> None:
 
 def test_the_lock_is_free_when_complete_and_failed_are_published() -> None:
     probe = LockProbe("probed_*", "probed-lock")
-    core_events.bus().add(probe)
+    RUNTIME.bus.add(probe)
     calls = 0
 
     @coordinate("probed", lock_name="probed-lock")

@@ -21,7 +21,7 @@ from agentdiff_coordination import (
     wait_for,
     when,
 )
-from agentdiff_coordination.core.config import ENV_BACKEND, get_backend
+from agentdiff_coordination.core.runtime import ENV_BACKEND, get_backend
 
 from ..conformance.support import HANG
 

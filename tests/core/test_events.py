@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agentdiff_coordination import dead_letters, drain, emit, unsubscribe, when
-from agentdiff_coordination.core import events as core_events
+from agentdiff_coordination.core.runtime import RUNTIME
 
 from ..conformance.support import HANG, LoopThread
 
@@ -228,4 +228,4 @@ def test_emit_with_no_subscriber_is_cheap_and_starts_no_thread() -> None:
     for i in range(1000):
         emit("nobody_listens", i)
     assert threading.active_count() == before
-    assert core_events.bus().pending == 0
+    assert RUNTIME.bus.pending == 0

@@ -21,18 +21,19 @@ import pytest
 
 from agentdiff_coordination import CoordinationTimeoutError, LockNotHeldError, lock
 from agentdiff_coordination.core import locks as core_locks
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.records import BackendStatistics
+from agentdiff_coordination.core.runtime import get_backend
 
 from ..conformance.support import HANG, Occupancy, in_fresh_thread, is_free, run_threads, wait_until, work
 
 
-def stats() -> dict[str, int]:
+def stats() -> BackendStatistics:
     return get_backend().statistics()
 
 
 def held_and_waiting() -> tuple[int, int]:
     s = get_backend().statistics()
-    return s["locks_held"], s["lock_waiters"]
+    return s.locks_held, s.lock_waiters
 
 
 def assert_nothing_held() -> None:
@@ -66,12 +67,12 @@ def holder_thread() -> Iterator[Callable[[str], None]]:
 
 def test_statistics_show_holders_and_waiters_while_contended(holder_thread: Callable[[str], None]) -> None:
     holder_thread("stats")
-    assert stats()["locks_held"] == 1
+    assert stats().locks_held == 1
 
     async def main() -> None:
         tasks = [asyncio.create_task(_take("stats")) for _ in range(3)]
         await asyncio.sleep(0)
-        assert stats()["lock_waiters"] == 3
+        assert stats().lock_waiters == 3
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -115,9 +116,9 @@ def test_cancelled_multi_name_waiter_leaves_no_state(holder_thread: Callable[[st
 
     async def main() -> None:
         task = asyncio.create_task(_take(["multi-a", "multi-b"]))
-        while stats()["lock_waiters"] == 0:
+        while stats().lock_waiters == 0:
             await asyncio.sleep(0)
-        assert stats()["locks_held"] == 2  # multi-a taken, waiting for multi-b
+        assert stats().locks_held == 2  # multi-a taken, waiting for multi-b
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert held_and_waiting() == (1, 0)
@@ -146,7 +147,7 @@ def test_keyboard_interrupt_of_a_sync_waiter_leaves_the_queue(holder_thread: Cal
     assert main_ident is not None and threading.get_ident() == main_ident
 
     def interrupt_once_queued() -> None:
-        wait_until(lambda: stats()["lock_waiters"] == 1, "the main thread to queue")
+        wait_until(lambda: stats().lock_waiters == 1, "the main thread to queue")
         signal.pthread_kill(main_ident, signal.SIGINT)
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -232,7 +233,7 @@ def test_a_child_task_that_reentered_keeps_the_lock_until_it_leaves() -> None:
             task = asyncio.create_task(child())
             await child_inside.wait()
         # the parent left; the child still holds its share of the grant
-        assert stats()["locks_held"] == 1
+        assert stats().locks_held == 1
         assert in_fresh_thread(lambda: lock("outlives").locked())
         child_may_leave.set()
         await task
@@ -256,7 +257,7 @@ def test_a_waiter_whose_event_loop_closed_does_not_strand_the_lock() -> None:
     with holding:
         task = loop.create_task(_take("abandoned-loop"), context=contextvars.Context())  # another chain
         loop.run_until_complete(asyncio.sleep(0))  # the task is queued now
-        assert stats()["lock_waiters"] == 1
+        assert stats().lock_waiters == 1
         loop.close()  # closed without cancelling the queued task: it can never run again
     # the grant could not be handed to the dead waiter: the lock is free, not stranded
     assert held_and_waiting() == (0, 0)

@@ -11,7 +11,7 @@ from agentdiff_coordination.core import limits
 
 @pytest.fixture(autouse=True)
 def _no_declared_limits() -> Iterator[None]:
-    limits._reset_for_tests()
+    limits.forget_declarations()
     yield
-    limits._reset_for_tests()
+    limits.forget_declarations()
 

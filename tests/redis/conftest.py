@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentdiff_coordination.core import config, events
+from agentdiff_coordination import testing
 from agentdiff_coordination.core.backends.redis import RedisBackend
 
 from .support import RedisServer
@@ -38,6 +38,5 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         if server.proc is not None:  # let the backend finish its work while the server is up
-            events._reset_for_tests()
-            config._reset_for_tests()
+            testing.reset()
         server.stop()

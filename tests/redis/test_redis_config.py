@@ -11,7 +11,7 @@ import redis
 
 from agentdiff_coordination import BackendError, BackendUnavailableError, configure, emit, lock
 from agentdiff_coordination.core.backends.redis import RedisBackend
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.runtime import get_backend
 
 from .support import HANG, RedisServer, free_port, redis_server_binary
 

@@ -8,7 +8,7 @@ import pytest
 
 from agentdiff_coordination import configure, lock
 from agentdiff_coordination.core.backends.redis import RedisBackend
-from agentdiff_coordination.core.config import settings
+from agentdiff_coordination.core.runtime import settings
 
 
 def test_a_lease_given_to_lock_is_the_grants_lease(redis_backend: RedisBackend) -> None:

@@ -16,14 +16,15 @@ import threading
 import warnings
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from asyncio import _get_running_loop
+from typing import TYPE_CHECKING
 
-from ..errors import CoordinationTimeoutError, LockNotHeldError
-from .base import Backend, LockGrant
+from ...errors import CoordinationTimeoutError, LockNotHeldError
+from ...records import BackendStatistics, Event, LockGrant
+from ..base import Backend
 
 if TYPE_CHECKING:
-    from ..events import Event
-    from .memory_limits import MemoryLimitStore
+    from ..memory_limits import MemoryLimitStore
 
 __all__ = ["MemoryBackend"]
 
@@ -138,7 +139,7 @@ class MemoryBackend(Backend):
             taken = self._take_or_enqueue(name, waiter, timeout)
         if taken is not None:
             return taken
-        if asyncio._get_running_loop() is not None:
+        if _get_running_loop() is not None:
             warnings.warn(
                 f"waiting for lock {name!r} with a blocking 'with' inside a running event loop blocks the "
                 "loop (and never ends if a task of this loop holds it): use 'async with lock(...)' or an "
@@ -248,11 +249,16 @@ class MemoryBackend(Backend):
                     self._grants[name] = waiter.grant = new
                     waiter.wake.release()
                     return
-                assert waiter.loop is not None and waiter.future is not None
+                loop, future = waiter.loop, waiter.future
+                assert loop is not None and future is not None
                 # the grant is in place before the waiter can wake and look at it
                 self._grants[name] = waiter.grant = new
+                if loop is _get_running_loop():  # the waiter's own loop: no wake-up across threads
+                    if not future.done():  # (a cancelled waiter gives the grant back itself)
+                        future.set_result(None)
+                    return
                 try:
-                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+                    loop.call_soon_threadsafe(_resolve, future)
                 except RuntimeError:
                     # the waiter's event loop is closed: nobody will take this grant
                     waiter.grant = None
@@ -271,7 +277,7 @@ class MemoryBackend(Backend):
         """This backend's limits (made on first use)."""
         store = self._limit_store
         if store is None:
-            from .memory_limits import MemoryLimitStore
+            from ..memory_limits import MemoryLimitStore
 
             with self._mutex:
                 if self._limit_store is None:
@@ -281,12 +287,11 @@ class MemoryBackend(Backend):
 
     # -- events ------------------------------------------------------------------
     def publish(self, event: Event) -> None:
-        self._bus.dispatch_local(event)
+        self.sink.dispatch_local(event)
 
     # -- diagnostics -------------------------------------------------------------
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> BackendStatistics:
         with self._mutex:
-            return {
-                "locks_held": len(self._grants),
-                "lock_waiters": sum(len(q) for q in self._queues.values()),
-            }
+            return BackendStatistics(
+                locks_held=len(self._grants), lock_waiters=sum(len(q) for q in self._queues.values())
+            )
