@@ -103,7 +103,11 @@ def acquire_sync(
     parent = _held_get()
     backend = _runtime.current or _runtime.backend()
     if parent is None and len(names) == 1:  # the common case: nothing held, one name
-        grant = backend.acquire_lock(names[0], holder, timeout, lease=lease)
+        grant = (
+            backend.acquire_lock(names[0], holder, timeout)
+            if lease is None
+            else backend.acquire_lock(names[0], holder, timeout, lease=lease)
+        )
         _held_set((owner, (grant,), None, backend))
         return
     plan = _Acquisition(names, timeout, parent, backend)
@@ -228,9 +232,9 @@ class Lock:
 
     def __enter__(self) -> Lock:
         names = self.names
-        if len(names) == 1 and _held_get() is None:  # the common case, without a call layer
+        if len(names) == 1 and self.lease is None and _held_get() is None:  # the common case, without a call layer
             backend = _runtime.current or _runtime.backend()
-            _held_set((self, (backend.acquire_lock(names[0], self.holder, self.timeout, lease=self.lease),), None, backend))
+            _held_set((self, (backend.acquire_lock(names[0], self.holder, self.timeout),), None, backend))
             return self
         acquire_sync(names, self.timeout, self.holder, self, self.lease)
         return self

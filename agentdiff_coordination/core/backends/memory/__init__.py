@@ -215,19 +215,19 @@ class MemoryBackend(Backend):
         name = grant.name
         mutex = self._mutex
         mutex.acquire()
-        try:
-            count = grant.count - 1
-            if count < 0 or self._grants.get(name) is not grant:
-                raise LockNotHeldError(f"lock {name!r} was already released (fencing {grant.fencing})")
-            grant.count = count
-            if count:
-                return  # another user of this call chain still holds it
-            queue = self._queues.get(name)
-            if not queue:
-                del self._grants[name]
-                return
-        finally:
+        count = grant.count - 1
+        if count < 0 or self._grants.get(name) is not grant:
             mutex.release()
+            raise LockNotHeldError(f"lock {name!r} was already released (fencing {grant.fencing})")
+        grant.count = count
+        if count:  # another user of this call chain still holds it
+            mutex.release()
+            return
+        if name not in self._queues:
+            del self._grants[name]
+            mutex.release()
+            return
+        mutex.release()
         self.release_lock(grant)  # contended: hand it on
 
     def release_lock(self, grant: LockGrant) -> None:
