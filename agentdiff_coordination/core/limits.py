@@ -215,90 +215,120 @@ class Permit:
         return f"<Permit {self.limit.name!r} cost={self.cost} {state}>"
 
 
-def _push(permit: Permit) -> None:
+def _push(permit: Permit) -> Permit:
     _active.set(_active.get() + (permit,))
+    return permit
 
 
-def _pop(permit: Permit) -> None:
+def _pop(permit: Permit) -> Permit:
     held = _active.get()
     if held and held[-1] is permit:
         _active.set(held[:-1])
     elif permit in held:  # left out of order (a generator, a hand-off): drop just this one
         _active.set(tuple(p for p in held if p is not permit))
+    return permit
 
 
 def enter_sync(limit: Limit, cost: int, timeout: float | None) -> Permit:
     """Admit ``cost`` and record the permit in this call chain (``Limit.report`` finds it)."""
-    permit = limit.acquire(cost, timeout=timeout)
-    _push(permit)
-    return permit
+    return _push(limit.acquire(cost, timeout=timeout))
 
 
 async def enter_async(limit: Limit, cost: int, timeout: float | None) -> Permit:
-    permit = await limit.acquire_async(cost, timeout=timeout)
-    _push(permit)
-    return permit
+    """``enter_sync`` without blocking the loop."""
+    return _push(await limit.acquire_async(cost, timeout=timeout))
 
 
 def exit_sync(permit: Permit) -> None:
     """Forget ``permit`` in this call chain and release it."""
-    _pop(permit)
-    permit.release()
+    _pop(permit).release()
 
 
 async def exit_async(permit: Permit) -> None:
-    _pop(permit)
-    await permit.release_async()
+    """``exit_sync`` without blocking the loop; the release survives a cancellation."""
+    await _pop(permit).release_async()
+
+
+class _Logged:
+    """Around the release at the end of a coordinated step: a failure is logged, never raised.
+
+    A slot that could not be released (the Redis server went away) is recovered when
+    its lease runs out, so the step's own outcome stands.
+    """
+
+    __slots__ = ("permit",)
+
+    def __init__(self, permit: Permit) -> None:
+        self.permit = permit
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> bool:
+        if isinstance(e, Exception):
+            logger.exception("releasing limit %r after a coordinated step failed", self.permit.limit.name)
+            return True
+        return False
 
 
 def leave_sync(permit: Permit) -> None:
-    """Release ``permit`` at the end of a coordinated step; a failure is logged, never raised.
-
-    A slot that could not be released (the Redis server went away) is recovered
-    when its lease runs out, so the step's own outcome stands.
-    """
-    try:
+    """Release ``permit`` at the end of a coordinated step; a failure is logged, never raised."""
+    with _Logged(permit):
         exit_sync(permit)
-    except Exception:
-        logger.exception("releasing limit %r after a coordinated step failed", permit.limit.name)
 
 
 async def leave_async(permit: Permit) -> None:
-    """The async twin of ``leave_sync``; the release survives the step's cancellation."""
-    try:
+    """``leave_sync`` from async code; the release survives the step's cancellation."""
+    with _Logged(permit):
         await exit_async(permit)
-    except Exception:
-        logger.exception("releasing limit %r after a coordinated step failed", permit.limit.name)
+
+
+def _wrap(find: Callable[[], Limit], cost: int, timeout: float | None, fn: Callable[..., Any], is_async: bool, quiet: bool) -> Any:
+    """``fn`` taking the limit ``find()`` gives around each call: the one wrapper of
+    decorators and coordinated steps (``quiet``: a failed release is logged, not raised)."""
+    if is_async:
+        leave_a = leave_async if quiet else exit_async
+
+        @functools.wraps(fn)
+        async def async_limited(*args: Any, **kwargs: Any) -> Any:
+            permit = await enter_async(find(), cost, timeout)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                await leave_a(permit)
+
+        return async_limited
+    leave = leave_sync if quiet else exit_sync
+
+    @functools.wraps(fn)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        permit = enter_sync(find(), cost, timeout)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            leave(permit)
+
+    return limited
+
+
+def _finder(name: str) -> Callable[[], Limit]:
+    """Looks the limit ``name`` up at each call (it may be declared after the decoration)."""
+
+    def find() -> Limit:
+        found = _declared.get(name)
+        return found if found is not None else limit(name)
+
+    return find
 
 
 def limited_sync(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` taking the limit called ``name`` (cost 1) around each call, looked up per call."""
-
-    @functools.wraps(fn)
-    def limited(*args: Any, **kwargs: Any) -> Any:
-        found = _declared.get(name)
-        permit = enter_sync(found if found is not None else limit(name), 1, timeout)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            leave_sync(permit)
-
-    return limited
+    return cast(Callable[..., Any], _wrap(_finder(name), 1, timeout, fn, False, True))
 
 
 def limited_async(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The async twin of ``limited_sync``: waits for the limit without blocking the loop."""
-
-    @functools.wraps(fn)
-    async def limited(*args: Any, **kwargs: Any) -> Any:
-        found = _declared.get(name)
-        permit = await enter_async(found if found is not None else limit(name), 1, timeout)
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            await leave_async(permit)
-
-    return limited
+    """``limited_sync`` for a coroutine function: waits for the limit without blocking the loop."""
+    return cast(Callable[..., Any], _wrap(_finder(name), 1, timeout, fn, True, True))
 
 
 def _innermost(limit: Limit, *, released: bool = False) -> Permit:
@@ -339,28 +369,8 @@ class _Use:
     def __call__(self, fn: F) -> F:
         if not callable(fn):
             raise TypeError(f"limit({self.limit.name!r}) decorates a function, not {fn!r}")
-        lim, cost, timeout = self.limit, self.cost, self.timeout
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_limited(*args: Any, **kwargs: Any) -> Any:
-                permit = await enter_async(lim, cost, timeout)
-                try:
-                    return await fn(*args, **kwargs)
-                finally:
-                    await exit_async(permit)
-
-            return cast(F, async_limited)
-
-        @functools.wraps(fn)
-        def limited(*args: Any, **kwargs: Any) -> Any:
-            permit = enter_sync(lim, cost, timeout)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                exit_sync(permit)
-
-        return cast(F, limited)
+        lim = self.limit
+        return cast(F, _wrap(lambda: lim, self.cost, self.timeout, fn, inspect.iscoroutinefunction(fn), False))
 
 
 class Limit(_Use):

@@ -230,6 +230,12 @@ class _SyncWaiter(Waiter):
         super().__init__()
         self.event = threading.Event()
 
+    def arm(self) -> None:
+        self.event.clear()
+
+    def disarm(self) -> None:
+        pass
+
     def wake(self) -> bool:
         self.event.set()
         return True
@@ -247,6 +253,12 @@ class _AsyncWaiter(Waiter):
         super().__init__()
         self.loop = loop
         self.future: asyncio.Future[None] | None = None
+
+    def arm(self) -> None:
+        self.future = self.loop.create_future()
+
+    def disarm(self) -> None:
+        self.future = None
 
     def wake(self) -> bool:
         future = self.future
@@ -278,6 +290,54 @@ def _timeout_error(state: LimitState, cost: int, timeout: float | None, now: flo
     )
 
 
+class _Wait:
+    """One wait for admission, the same for threads and tasks: ``step`` tries again under
+    the state's mutex and says how long to wait; the drivers only do the waiting.
+
+    The waiter is armed (its event cleared, or a new future made) inside the mutexed
+    step, and wake-ups happen only under that mutex, so none is lost between a step
+    and the wait that follows it.
+    """
+
+    __slots__ = ("state", "cost", "timeout", "deadline", "clock", "waiter")
+
+    def __init__(self, state: LimitState, cost: int, timeout: float | None, clock: Callable[[], float], waiter: Any) -> None:
+        self.state = state
+        self.cost = cost
+        self.timeout = timeout
+        self.deadline = None if timeout is None else clock() + timeout
+        self.clock = clock
+        self.waiter = waiter
+
+    def step(self) -> Admission | float:
+        """The admission, or the seconds to wait (``INF``: until woken); a timeout past the deadline."""
+        state, waiter = self.state, self.waiter
+        with state.mutex:
+            now = self.clock()
+            got = state.attempt(now, self.cost, waiter)
+            if isinstance(got, Admission):
+                waiter.disarm()
+                _wake_head(state)
+                return got
+            deadline = self.deadline
+            if deadline is not None:
+                if now >= deadline:
+                    state.abandon(waiter)
+                    _wake_head(state)
+                    raise _timeout_error(state, self.cost, self.timeout, now)
+                got = min(got, deadline - now)
+            waiter.arm()
+            return got
+
+    def leave(self) -> None:
+        """Interrupted (or timed out): leave the queue and let the next one in."""
+        state = self.state
+        with state.mutex:
+            if self.waiter.queued:
+                state.abandon(self.waiter)
+                _wake_head(state)
+
+
 class MemoryLimitStore(LimitStore):
     """The limits of one process; ``clock`` is injectable for tests (default monotonic)."""
 
@@ -299,33 +359,44 @@ class MemoryLimitStore(LimitStore):
 
     def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
         state = self._state(spec)
-        clock = self._clock
         admitted = self._first_try(state, cost, timeout)
         if admitted is not None:
             return admitted
-        deadline = None if timeout is None else clock() + timeout
         waiter = _SyncWaiter()
+        plan = _Wait(state, cost, timeout, self._clock, waiter)
         try:
             while True:
-                with state.mutex:
-                    waiter.event.clear()
-                    now = clock()
-                    got = state.attempt(now, cost, waiter)
-                    if isinstance(got, Admission):
-                        _wake_head(state)
-                        return got
-                    if deadline is not None:
-                        if now >= deadline:
-                            state.abandon(waiter)
-                            _wake_head(state)
-                            raise _timeout_error(state, cost, timeout, now)
-                        got = min(got, deadline - now)
+                got = plan.step()
+                if isinstance(got, Admission):
+                    return got
                 waiter.event.wait(None if got == INF else got)
         except BaseException:
-            with state.mutex:  # interrupted: leave the queue, let the next one in
-                if waiter.queued:
-                    state.abandon(waiter)
-                    _wake_head(state)
+            plan.leave()
+            raise
+
+    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
+        state = self._state(spec)
+        admitted = self._first_try(state, cost, timeout)
+        if admitted is not None:
+            return admitted
+        loop = asyncio.get_running_loop()
+        waiter = _AsyncWaiter(loop)
+        plan = _Wait(state, cost, timeout, self._clock, waiter)
+        try:
+            while True:
+                got = plan.step()
+                if isinstance(got, Admission):
+                    return got
+                future = waiter.future
+                assert future is not None
+                timer = None if got == INF else loop.call_later(got, _resolve, future)
+                try:
+                    await future
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        except BaseException:
+            plan.leave()
             raise
 
     def admit_now(self, spec: LimitSpec, cost: int) -> Admission | None:
@@ -342,44 +413,6 @@ class MemoryLimitStore(LimitStore):
             if timeout == 0:
                 raise _timeout_error(state, cost, timeout, now)
         return None
-
-    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
-        state = self._state(spec)
-        clock = self._clock
-        admitted = self._first_try(state, cost, timeout)
-        if admitted is not None:
-            return admitted
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else clock() + timeout
-        waiter = _AsyncWaiter(loop)
-        try:
-            while True:
-                with state.mutex:
-                    now = clock()
-                    got = state.attempt(now, cost, waiter)
-                    if isinstance(got, Admission):
-                        waiter.future = None
-                        _wake_head(state)
-                        return got
-                    if deadline is not None:
-                        if now >= deadline:
-                            state.abandon(waiter)
-                            _wake_head(state)
-                            raise _timeout_error(state, cost, timeout, now)
-                        got = min(got, deadline - now)
-                    waiter.future = future = loop.create_future()
-                timer = None if got == INF else loop.call_later(got, _resolve, future)
-                try:
-                    await future
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-        except BaseException:
-            with state.mutex:
-                if waiter.queued:
-                    state.abandon(waiter)
-                    _wake_head(state)
-            raise
 
     def release(self, spec: LimitSpec, grant: Any) -> None:
         if not grant.slot:

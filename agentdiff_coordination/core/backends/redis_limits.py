@@ -24,7 +24,8 @@ import logging
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import CoordinationTimeoutError
 from ..limit_store import LimitSpec, LimitStore, LimitUsage
@@ -46,6 +47,10 @@ POLL = 1.0
 WAITER_TTL = 5.0
 #: the last stretch of a known wait, slept exactly rather than blocked on Redis
 FINE = 0.15
+
+# the steps an admission plan asks its driver for: run a script, block on a key, sleep
+_RUN, _BLOCK, _SLEEP = "run", "block", "sleep"
+Plan = Generator[tuple[Any, ...], Any, "RedisAdmission"]
 
 
 def _cancelling() -> bool:
@@ -219,33 +224,46 @@ class RedisLimitStore(LimitStore):
             wait = min(wait, left)
         return max(wait, 0.001), block  # BLPOP's 0 would mean forever
 
-    # -- acquiring -------------------------------------------------------------------
-    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
-        token = secrets.token_hex(8)
+    # -- acquiring: one plan, a sync and an async driver ----------------------------------
+    def _plan(self, spec: LimitSpec, token: str, cost: int, timeout: float | None) -> Plan:
+        """The steps of one admission: it yields what to do (run a script, block on the wake
+        key, sleep) and is sent the script replies; it returns the admission. The drivers
+        only do the I/O; leaving the queue on an interruption is theirs too."""
         doing = f"admitting to limit {spec.name!r}"
-        try:
-            reply = self._run(ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
+        reply = yield (_RUN, ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
+        if int(reply[0]) == 1:
+            return self._admitted(spec, token, cost, reply)
+        if timeout == 0:
+            raise self._timeout(spec, cost, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wake = f"{self._shape(spec)[0]}:k:{token}"
+        while True:
+            pause = self._pause(reply, deadline)
+            if pause is None:
+                yield (_RUN, ABANDON, self._abandon_args(spec, token), f"leaving the queue of limit {spec.name!r}")
+                raise self._timeout(spec, cost, timeout)
+            yield (_BLOCK, wake, pause[0], f"waiting for limit {spec.name!r}") if pause[1] else (_SLEEP, pause[0])
+            reply = yield (_RUN, ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
             if int(reply[0]) == 1:
                 return self._admitted(spec, token, cost, reply)
-            if timeout == 0:
-                raise self._timeout(spec, cost, timeout)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            wake = f"{self._shape(spec)[0]}:k:{token}"
+
+    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
+        token = secrets.token_hex(8)
+        plan = self._plan(spec, token, cost, timeout)
+        try:
+            step = next(plan)
             while True:
-                pause = self._pause(reply, deadline)
-                if pause is None:
-                    self._abandon(spec, token)
-                    raise self._timeout(spec, cost, timeout)
-                try:
-                    if pause[1]:
-                        self._block(wake, pause[0], f"waiting for limit {spec.name!r}")
+                kind = step[0]
+                if kind is _RUN:
+                    step = plan.send(self._run(step[1], step[2], step[3]))
+                else:
+                    if kind is _BLOCK:
+                        self._block(step[1], step[2], step[3])
                     else:
-                        time.sleep(pause[0])
-                except Exception as exc:
-                    raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
-                reply = self._run(ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
-                if int(reply[0]) == 1:
-                    return self._admitted(spec, token, cost, reply)
+                        time.sleep(step[1])
+                    step = plan.send(None)
+        except StopIteration as done:
+            return cast(RedisAdmission, done.value)
         except CoordinationTimeoutError:
             raise
         except BaseException:  # interrupted or failed while queued: leave the queue
@@ -254,37 +272,27 @@ class RedisLimitStore(LimitStore):
 
     async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
         token = secrets.token_hex(8)
-        doing = f"admitting to limit {spec.name!r}"
+        plan = self._plan(spec, token, cost, timeout)
         try:
-            reply = await self._arun(ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
-            if int(reply[0]) == 1:
-                return self._admitted(spec, token, cost, reply)
-            if timeout == 0:
-                raise self._timeout(spec, cost, timeout)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            wake = f"{self._shape(spec)[0]}:k:{token}"
+            step = next(plan)
             while True:
-                pause = self._pause(reply, deadline)
-                if pause is None:
-                    await self._arun(ABANDON, self._abandon_args(spec, token), f"leaving the queue of limit {spec.name!r}")
-                    raise self._timeout(spec, cost, timeout)
+                kind = step[0]
+                if kind is _RUN:
+                    step = plan.send(await self._arun(step[1], step[2], step[3]))
+                    continue
                 try:
-                    if pause[1]:
-                        await self.b.async_client().blpop([wake], timeout=pause[0])
+                    if kind is _BLOCK:
+                        await self.b.async_client().blpop([step[1]], timeout=step[2])
                     else:
-                        await asyncio.sleep(pause[0])
+                        await asyncio.sleep(step[1])
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
                 _raise_if_cancelling()
-                reply = await self._arun(ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
-                if int(reply[0]) == 1:
-                    grant = self._admitted(spec, token, cost, reply)
-                    if _cancelling():  # cancelled as the reply came: give the admission back
-                        await self._give_back(spec, grant)
-                        raise asyncio.CancelledError()
-                    return grant
+                step = plan.send(None)
+        except StopIteration as done:
+            grant = cast(RedisAdmission, done.value)
         except CoordinationTimeoutError:
             raise
         except BaseException:
@@ -292,6 +300,10 @@ class RedisLimitStore(LimitStore):
             # the cancellation of this task cannot cut the clean-up short
             threading.Thread(target=self._abandon_quietly, args=(spec, token), daemon=True).start()
             raise
+        if _cancelling():  # cancelled as the reply came: give the admission back
+            await self._give_back(spec, grant)
+            raise asyncio.CancelledError()
+        return grant
 
     async def _give_back(self, spec: LimitSpec, grant: RedisAdmission) -> None:
         """Undo an admission its waiter no longer wants: free the slot, uncount the cost
