@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from agentdiff_coordination.core.limit_store import Cost
 from agentdiff_coordination.core.backends.memory_limits import Admission, LimitState, Waiter
 
 
@@ -63,14 +64,14 @@ def simulate(
             _, cost, index = pending.popleft()
             waiter = Waiter()
             costs[id(waiter)] = (index, cost)
-            got = state.attempt(now, cost, waiter)
+            got = state.attempt(now, Cost(cost), waiter)
             if isinstance(got, Admission):
                 admitted.append((now, cost, index))
         delay = math.inf
         while state.queue:
             head = state.queue[0]
             index, cost = costs[id(head)]
-            got = state.attempt(now, cost, head)
+            got = state.attempt(now, Cost(cost), head)
             if isinstance(got, Admission):
                 admitted.append((now, cost, index))
                 continue

@@ -27,9 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CoordinationTimeoutError
-from ..limit_store import LimitSpec, LimitStore, LimitUsage
+from ..limit_store import DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from ..provider_headers import ProviderReport
 
-__all__ = ["Admission", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
+__all__ = ["Admission", "Gate", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
 
 #: slices of a period that share one log entry: bounds memory, costs at most 1/SLICES of the rate
 SLICES = 1000
@@ -39,16 +40,16 @@ INF = math.inf
 class SlidingLog:
     """One rate: at most ``limit`` cost in any ``period`` seconds, as an exact log.
 
-    ``weighted`` logs charge the admission's cost; the others charge 1 (requests).
+    It counts one ``dimension`` of an admission's ``Cost`` (an index of ``DIMENSIONS``).
     Entries are ``[time, cost]`` lists in time order; ``total`` is their sum.
     """
 
-    __slots__ = ("limit", "period", "weighted", "resolution", "entries", "total")
+    __slots__ = ("limit", "period", "dimension", "resolution", "entries", "total")
 
-    def __init__(self, limit: int, period: float, weighted: bool = True, resolution: float | None = None) -> None:
+    def __init__(self, limit: int, period: float, dimension: int = TOKENS, resolution: float | None = None) -> None:
         self.limit = limit
         self.period = period
-        self.weighted = weighted
+        self.dimension = dimension
         self.resolution = period / SLICES if resolution is None else resolution
         self.entries: deque[list[float]] = deque()
         self.total = 0
@@ -59,9 +60,9 @@ class SlidingLog:
         while entries and entries[0][0] + period <= now:
             self.total -= int(entries.popleft()[1])
 
-    def wait(self, now: float, cost: int) -> float:
-        """Seconds from ``now`` until ``cost`` fits (0.0 when it fits now); after ``expire(now)``."""
-        excess = self.total + (cost if self.weighted else 1) - self.limit
+    def wait(self, now: float, charged: int) -> float:
+        """Seconds from ``now`` until ``charged`` fits (0.0 when it fits now); after ``expire(now)``."""
+        excess = self.total + charged - self.limit
         if excess <= 0:
             return 0.0
         freed = 0
@@ -71,9 +72,8 @@ class SlidingLog:
                 return max(stamp + self.period - now, 0.0)
         return max(self.entries[-1][0] + self.period - now, 0.0) if self.entries else 0.0
 
-    def record(self, now: float, cost: int) -> list[float]:
-        """Log ``cost`` admitted at ``now``; the entry it was added to."""
-        charged = cost if self.weighted else 1
+    def record(self, now: float, charged: int) -> list[float]:
+        """Log ``charged`` admitted at ``now``; the entry it was added to."""
         entries = self.entries
         if entries and entries[-1][0] >= now:  # within the last entry's slice (or a clock step back)
             entry = entries[-1]
@@ -118,30 +118,66 @@ class Admission:
 
     __slots__ = ("at", "entries", "cost", "slot")
 
-    def __init__(self, at: float, entries: tuple[list[float], ...], cost: int, slot: bool) -> None:
+    def __init__(self, at: float, entries: tuple[list[float], ...], cost: Cost, slot: bool) -> None:
         self.at = at
         self.entries = entries
         self.cost = cost
         self.slot = slot
 
 
+class Gate:
+    """What the provider imposed on a limit: a backoff (nothing admitted before ``until``)
+    and caps (at most ``remaining`` of a dimension before its ``reset``), with its last word."""
+
+    __slots__ = ("until", "caps", "words")
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self.caps: dict[int, list[float]] = {}  # dimension -> [remaining, reset]
+        self.words: dict[int, tuple[int | None, int | None, float | None, float]] = {}  # limit, remaining, reset, at
+
+    def wait(self, now: float, cost: Cost) -> float:
+        """Seconds until ``cost`` may be admitted as far as the provider is concerned."""
+        wait = self.until - now if self.until > now else 0.0
+        for dimension, (remaining, reset) in self.caps.items():
+            if reset > now and cost[dimension] > remaining and reset - now > wait:
+                wait = reset - now
+        return wait
+
+    def spend(self, now: float, cost: Cost) -> None:
+        for dimension, cap in self.caps.items():
+            if cap[1] > now:
+                cap[0] -= cost[dimension]
+
+    def observe(self, now: float, report: ProviderReport) -> None:
+        for said in report.dimensions:
+            dimension = DIMENSIONS.index(said.dimension)
+            reset = None if said.reset is None else now + said.reset
+            self.words[dimension] = (said.limit, said.remaining, reset, now)
+            if said.remaining is not None and reset is not None and reset > now:
+                self.caps[dimension] = [float(said.remaining), reset]
+        if report.retry_after:
+            self.until = max(self.until, now + report.retry_after)
+
+
 class LimitState:
     """A limit's rates, concurrency slots and FIFO queue; pure logic on an injected ``now``."""
 
-    __slots__ = ("spec", "logs", "capacity", "holders", "queue", "mutex")
+    __slots__ = ("spec", "logs", "capacity", "holders", "queue", "mutex", "gate")
 
     def __init__(self, spec: LimitSpec, resolution: float | None = None) -> None:
         self.spec = spec
         self.logs = tuple(
-            SlidingLog(rate.limit, rate.period, weighted, None if resolution is None else resolution)
-            for rate, weighted in spec.windows
+            SlidingLog(rate.limit, rate.period, dimension, None if resolution is None else resolution)
+            for rate, dimension in spec.windows
         )
         self.capacity = spec.concurrency
         self.holders = 0
         self.queue: deque[Waiter] = deque()
         self.mutex = threading.Lock()  # used by the store; the logic itself is single-threaded
+        self.gate: Gate | None = None  # made when the provider first says something
 
-    def attempt(self, now: float, cost: int, waiter: Waiter | None) -> Admission | float:
+    def attempt(self, now: float, cost: Cost, waiter: Waiter | None) -> Admission | float:
         """Admit ``cost`` now, or say how long to wait before trying again.
 
         A ``waiter`` that cannot be admitted joins the queue; only the head of the queue
@@ -156,6 +192,7 @@ class LimitState:
                 queue.append(waiter)
             return INF
         delay = 0.0
+        gate = self.gate
         if self.capacity is not None and self.holders >= self.capacity:
             delay = INF
         else:
@@ -163,10 +200,15 @@ class LimitState:
                 entries, period = log.entries, log.period
                 while entries and entries[0][0] + period <= now:  # log.expire(now), inlined
                     log.total -= int(entries.popleft()[1])
-                if log.total + (cost if log.weighted else 1) > log.limit:
-                    wait = log.wait(now, cost)
+                charged = cost[log.dimension]
+                if log.total + charged > log.limit:
+                    wait = log.wait(now, charged)
                     if wait > delay:
                         delay = wait
+            if gate is not None:
+                wait = gate.wait(now, cost)
+                if wait > delay:
+                    delay = wait
         if delay > 0.0:
             if waiter is not None and not waiter.queued:
                 waiter.queued = True
@@ -178,7 +220,9 @@ class LimitState:
         slot = self.capacity is not None
         if slot:
             self.holders += 1
-        return Admission(now, tuple(log.record(now, cost) for log in self.logs), cost, slot)
+        if gate is not None:
+            gate.spend(now, cost)
+        return Admission(now, tuple(log.record(now, cost[log.dimension]) for log in self.logs), cost, slot)
 
     def head(self) -> Waiter | None:
         """The waiter to wake after a change: the only one that may be admitted next."""
@@ -196,28 +240,46 @@ class LimitState:
             admission.slot = False
             self.holders -= 1
 
-    def report(self, admission: Admission, actual: int, now: float) -> None:
+    def report(self, admission: Admission, actual: Cost, now: float) -> None:
         """The admission really cost ``actual``: correct the weighted logs it still counts in."""
-        delta = actual - admission.cost
-        admission.cost = actual
-        if delta:
-            for log, entry in zip(self.logs, admission.entries):
-                if log.weighted:
-                    log.adjust(entry, delta, now)
+        charged, admission.cost = admission.cost, actual
+        for log, entry in zip(self.logs, admission.entries):
+            d = log.dimension
+            if d != REQUESTS and actual[d] != charged[d]:
+                log.adjust(entry, actual[d] - charged[d], now)
 
-    def charge(self, now: float, cost: int) -> None:
+    def charge(self, now: float, cost: Cost) -> None:
         """Log ``cost`` spent at ``now`` in the weighted logs, admitted or not."""
         for log in self.logs:
-            if log.weighted:
+            if log.dimension != REQUESTS and cost[log.dimension]:
                 log.expire(now)
-                log.record(now, cost)
+                log.record(now, cost[log.dimension])
 
-    def usage(self, now: float) -> LimitUsage:
-        used = []
-        for log, (rate, weighted) in zip(self.logs, self.spec.windows):
+    def backoff(self, now: float, seconds: float) -> None:
+        """Admit nothing before ``now + seconds`` (a longer backoff in force stays)."""
+        gate = self.gate = self.gate or Gate()
+        gate.until = max(gate.until, now + seconds)
+
+    def observe(self, now: float, report: ProviderReport) -> None:
+        """Apply the provider's word: caps until its resets, ``retry_after`` as a backoff."""
+        gate = self.gate = self.gate or Gate()
+        gate.observe(now, report)
+
+    def usage(self, now: float, wall: float | None = None) -> LimitUsage:
+        """A snapshot at ``now``; ``wall`` is the wall-clock time of ``now`` (for the provider's times)."""
+        windows = []
+        for log, (rate, dimension) in zip(self.logs, self.spec.windows):
             log.expire(now)
-            used.append((rate, weighted, log.total))
-        return LimitUsage(self.spec.name, tuple(used), self.holders, len(self.queue))
+            windows.append(WindowUsage(DIMENSIONS[dimension], rate, log.total))
+        backoff, words = 0.0, []
+        gate = self.gate
+        if gate is not None:
+            backoff = max(gate.until - now, 0.0)
+            wall = time.time() if wall is None else wall
+            for dimension, (limit, remaining, reset, at) in sorted(gate.words.items()):
+                reset_at = None if reset is None else wall + reset - now
+                words.append(ProviderWord(DIMENSIONS[dimension], limit, remaining, reset_at, wall + at - now))
+        return LimitUsage(self.spec.name, tuple(windows), self.holders, len(self.queue), backoff, tuple(words))
 
 
 # -- the store: waiting with threads and event loops -------------------------------------
@@ -280,10 +342,10 @@ def _wake_head(state: LimitState) -> None:
         state.abandon(head)
 
 
-def _timeout_error(state: LimitState, cost: int, timeout: float | None, now: float) -> CoordinationTimeoutError:
+def _timeout_error(state: LimitState, cost: Cost, timeout: float | None, now: float) -> CoordinationTimeoutError:
     spec = state.spec
     return CoordinationTimeoutError(
-        f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost} within {timeout}s; "
+        f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost.describe()} within {timeout}s; "
         f"now {state.usage(now).describe()}",
         resource=spec.name,
         timeout=timeout,
@@ -301,7 +363,7 @@ class _Wait:
 
     __slots__ = ("state", "cost", "timeout", "deadline", "clock", "waiter")
 
-    def __init__(self, state: LimitState, cost: int, timeout: float | None, clock: Callable[[], float], waiter: Any) -> None:
+    def __init__(self, state: LimitState, cost: Cost, timeout: float | None, clock: Callable[[], float], waiter: Any) -> None:
         self.state = state
         self.cost = cost
         self.timeout = timeout
@@ -357,7 +419,7 @@ class MemoryLimitStore(LimitStore):
                     state = self._states[spec.name] = LimitState(spec)
         return state
 
-    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
+    def acquire(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Admission:
         state = self._state(spec)
         admitted = self._first_try(state, cost, timeout)
         if admitted is not None:
@@ -374,7 +436,7 @@ class MemoryLimitStore(LimitStore):
             plan.leave()
             raise
 
-    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
+    async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Admission:
         state = self._state(spec)
         admitted = self._first_try(state, cost, timeout)
         if admitted is not None:
@@ -399,10 +461,10 @@ class MemoryLimitStore(LimitStore):
             plan.leave()
             raise
 
-    def admit_now(self, spec: LimitSpec, cost: int) -> Admission | None:
+    def admit_now(self, spec: LimitSpec, cost: Cost) -> Admission | None:
         return self._first_try(self._state(spec), cost, None)
 
-    def _first_try(self, state: LimitState, cost: int, timeout: float | None) -> Admission | None:
+    def _first_try(self, state: LimitState, cost: Cost, timeout: float | None) -> Admission | None:
         """An admission if one fits right now (without queueing); with ``timeout == 0``,
         not fitting is a timeout at once."""
         with state.mutex:
@@ -422,16 +484,27 @@ class MemoryLimitStore(LimitStore):
             state.release(grant)
             _wake_head(state)
 
-    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+    def report(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
         state = self._state(spec)
         with state.mutex:
             state.report(grant, actual, self._clock())
             _wake_head(state)
 
-    def charge(self, spec: LimitSpec, cost: int) -> None:
+    def charge(self, spec: LimitSpec, cost: Cost) -> None:
         state = self._state(spec)
         with state.mutex:
             state.charge(self._clock(), cost)
+
+    def backoff(self, spec: LimitSpec, seconds: float) -> None:
+        state = self._state(spec)
+        with state.mutex:
+            state.backoff(self._clock(), seconds)
+
+    def observe(self, spec: LimitSpec, report: ProviderReport) -> None:
+        state = self._state(spec)
+        with state.mutex:
+            state.observe(self._clock(), report)
+            _wake_head(state)  # a cap may have been lifted
 
     def usage(self, spec: LimitSpec) -> LimitUsage:
         state = self._state(spec)

@@ -2,7 +2,8 @@
 
 ``ACQUIRE`` admits or queues, ``RELEASE`` frees a slot, ``ABANDON`` leaves the queue,
 ``REPORT`` corrects an admission's cost, ``CHARGE`` logs cost spent outside an
-admission, ``USAGE`` reads a snapshot and ``RENEW`` extends the leases of held slots.
+admission, ``USAGE`` reads a snapshot, ``RENEW`` extends the leases of held slots,
+``BACKOFF`` and ``OBSERVE`` record what the provider said.
 Every script is ``lua/limit_prelude.lua`` (the server clock, the keys, the sliding
 log's steps) followed by its own file ``lua/limit_<step>.lua``; every one reads the
 server's clock (``TIME``), never a client's.
@@ -17,6 +18,8 @@ once the limit is idle for longer than its longest period, lease and waiter TTL:
     P:limit:NAME:w     zset  waiter token -> liveness deadline (µs)  waiters still polling
     P:limit:NAME:n     string                                        ticket counter
     P:limit:NAME:k:TOK list                                          a waiter's wake-up call
+    P:limit:NAME:p     hash  the provider's gate: "b" backoff end (µs); per dimension d (1-4)
+                             "r<d>" remaining until "u<d>" (µs), "w<d>" its last word
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from importlib.resources import files
 
 from .redis_lua import Script
 
-__all__ = ["ABANDON", "ACQUIRE", "CHARGE", "RELEASE", "RENEW", "REPORT", "USAGE", "load"]
+__all__ = ["ABANDON", "ACQUIRE", "BACKOFF", "CHARGE", "OBSERVE", "RELEASE", "RENEW", "REPORT", "USAGE", "load"]
 
 _LUA = files(__package__ or "agentdiff_coordination.core.backends").joinpath("lua")
 
@@ -44,3 +47,5 @@ REPORT = load("report")
 CHARGE = load("charge")
 USAGE = load("usage")
 RENEW = load("renew")
+BACKOFF = load("backoff")
+OBSERVE = load("observe")
