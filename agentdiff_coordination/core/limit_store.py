@@ -26,6 +26,7 @@ __all__ = [
     "LimitSpec",
     "LimitStore",
     "LimitUsage",
+    "ProviderGate",
     "ProviderWord",
     "Window",
     "WindowUsage",
@@ -225,6 +226,42 @@ class LimitUsage:
                 said.append(f"resets in {left:.3g}s" if left > 0 else "reset since")
             parts.append(f"provider: {word.dimension} {', '.join(said)} (said {self.taken_at - word.observed_at:.3g}s ago)")
         return ", ".join(parts)
+
+
+class ProviderGate:
+    """What the provider imposed on a limit, on a store's clock: a backoff (nothing admitted
+    before ``until``) and caps (at most ``remaining`` of a dimension before its ``reset``),
+    with its last word. Pure logic: the memory store uses it, the Redis store runs the same in Lua."""
+
+    __slots__ = ("until", "caps", "words")
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self.caps: dict[int, list[float]] = {}  # dimension -> [remaining, reset]
+        self.words: dict[int, tuple[int | None, int | None, float | None, float]] = {}  # limit, remaining, reset, at
+
+    def wait(self, now: float, cost: Cost) -> float:
+        """Seconds until ``cost`` may be admitted as far as the provider is concerned."""
+        wait = self.until - now if self.until > now else 0.0
+        for dimension, (remaining, reset) in self.caps.items():
+            if reset > now and cost[dimension] > remaining and reset - now > wait:
+                wait = reset - now
+        return wait
+
+    def spend(self, now: float, cost: Cost) -> None:  # an admission takes its cost from the caps
+        for dimension, cap in self.caps.items():
+            if cap[1] > now:
+                cap[0] -= cost[dimension]
+
+    def observe(self, now: float, report: ProviderReport) -> None:
+        for said in report.dimensions:
+            dimension = DIMENSIONS.index(said.dimension)
+            reset = None if said.reset is None else now + said.reset
+            self.words[dimension] = (said.limit, said.remaining, reset, now)
+            if said.remaining is not None and reset is not None and reset > now:
+                self.caps[dimension] = [float(said.remaining), reset]
+        if report.retry_after:
+            self.until = max(self.until, now + report.retry_after)
 
 
 class LimitStore(ABC):

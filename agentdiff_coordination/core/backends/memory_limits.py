@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CoordinationTimeoutError
-from ..limit_store import DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from ..limit_store import DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderGate, ProviderWord, WindowUsage
 from ..provider_headers import ProviderReport
 
-__all__ = ["Admission", "Gate", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
+__all__ = ["Admission", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
 
 #: slices of a period that share one log entry: bounds memory, costs at most 1/SLICES of the rate
 SLICES = 1000
@@ -112,6 +112,9 @@ class Waiter:
     def __init__(self) -> None:
         self.queued = False
 
+    def arm(self) -> None:
+        """Before waiting, under the state's mutex: ready to be woken."""
+
 
 class Admission:
     """What one admission took: when (``at``), the log entries it was added to, its cost, its slot."""
@@ -123,41 +126,6 @@ class Admission:
         self.entries = entries
         self.cost = cost
         self.slot = slot
-
-
-class Gate:
-    """What the provider imposed on a limit: a backoff (nothing admitted before ``until``)
-    and caps (at most ``remaining`` of a dimension before its ``reset``), with its last word."""
-
-    __slots__ = ("until", "caps", "words")
-
-    def __init__(self) -> None:
-        self.until = 0.0
-        self.caps: dict[int, list[float]] = {}  # dimension -> [remaining, reset]
-        self.words: dict[int, tuple[int | None, int | None, float | None, float]] = {}  # limit, remaining, reset, at
-
-    def wait(self, now: float, cost: Cost) -> float:
-        """Seconds until ``cost`` may be admitted as far as the provider is concerned."""
-        wait = self.until - now if self.until > now else 0.0
-        for dimension, (remaining, reset) in self.caps.items():
-            if reset > now and cost[dimension] > remaining and reset - now > wait:
-                wait = reset - now
-        return wait
-
-    def spend(self, now: float, cost: Cost) -> None:
-        for dimension, cap in self.caps.items():
-            if cap[1] > now:
-                cap[0] -= cost[dimension]
-
-    def observe(self, now: float, report: ProviderReport) -> None:
-        for said in report.dimensions:
-            dimension = DIMENSIONS.index(said.dimension)
-            reset = None if said.reset is None else now + said.reset
-            self.words[dimension] = (said.limit, said.remaining, reset, now)
-            if said.remaining is not None and reset is not None and reset > now:
-                self.caps[dimension] = [float(said.remaining), reset]
-        if report.retry_after:
-            self.until = max(self.until, now + report.retry_after)
 
 
 class LimitState:
@@ -175,7 +143,7 @@ class LimitState:
         self.holders = 0
         self.queue: deque[Waiter] = deque()
         self.mutex = threading.Lock()  # used by the store; the logic itself is single-threaded
-        self.gate: Gate | None = None  # made when the provider first says something
+        self.gate: ProviderGate | None = None  # made when the provider first says something
 
     def attempt(self, now: float, cost: Cost, waiter: Waiter | None) -> Admission | float:
         """Admit ``cost`` now, or say how long to wait before trying again.
@@ -257,12 +225,12 @@ class LimitState:
 
     def backoff(self, now: float, seconds: float) -> None:
         """Admit nothing before ``now + seconds`` (a longer backoff in force stays)."""
-        gate = self.gate = self.gate or Gate()
+        gate = self.gate = self.gate or ProviderGate()
         gate.until = max(gate.until, now + seconds)
 
     def observe(self, now: float, report: ProviderReport) -> None:
         """Apply the provider's word: caps until its resets, ``retry_after`` as a backoff."""
-        gate = self.gate = self.gate or Gate()
+        gate = self.gate = self.gate or ProviderGate()
         gate.observe(now, report)
 
     def usage(self, now: float, wall: float | None = None) -> LimitUsage:
@@ -295,9 +263,6 @@ class _SyncWaiter(Waiter):
     def arm(self) -> None:
         self.event.clear()
 
-    def disarm(self) -> None:
-        pass
-
     def wake(self) -> bool:
         self.event.set()
         return True
@@ -318,9 +283,6 @@ class _AsyncWaiter(Waiter):
 
     def arm(self) -> None:
         self.future = self.loop.create_future()
-
-    def disarm(self) -> None:
-        self.future = None
 
     def wake(self) -> bool:
         future = self.future
@@ -378,7 +340,6 @@ class _Wait:
             now = self.clock()
             got = state.attempt(now, self.cost, waiter)
             if isinstance(got, Admission):
-                waiter.disarm()
                 _wake_head(state)
                 return got
             deadline = self.deadline
