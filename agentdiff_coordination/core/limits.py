@@ -9,41 +9,49 @@ loop (and, on Redis, by every process and machine)::
         reply = client.chat(...)
         permit.report(reply.usage.total_tokens)   # correct the estimate after the call
 
-``rate=`` counts the cost of each admission (tokens), ``requests=`` counts admissions
-(each costs 1), ``concurrency=`` bounds the holders at once. Each rate is a sliding
-window: in every window of the period the admitted cost never exceeds the rate.
-Waiters are admitted strictly in arrival order. ``docs/limits.md`` explains the
-algorithm and the guarantee.
+Dimensions: ``requests=`` counts admissions (each costs 1), ``tokens=`` (``rate=`` is its
+older name) the cost of each admission, ``input_tokens=`` and ``output_tokens=`` what an
+admission says of them (``api(input_tokens=i, output_tokens=o)``); ``concurrency=``
+bounds the holders at once. Each rate is a sliding window: in every window of the
+period the admitted cost never exceeds the rate. Waiters are admitted strictly in
+arrival order. What the provider says feeds back: ``api.backoff(seconds)`` and
+``api.observe_headers(response.headers)``. ``docs/limits.md`` explains it all.
 
 The rate parser lives in ``core.rates``, the declared values and the ``LimitStore``
-that backends implement in ``core.limit_store`` (both re-exported here); this module
-holds the declarations and the user-facing objects, written once for sync and async code.
+that backends implement in ``core.limit_store``, the header parser in
+``core.provider_headers``, permits and their sync/async drivers in ``core.permits``
+(all re-exported here); this module holds the declarations and the ``Limit`` object.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import inspect
 import logging
+import math
 import threading
-from collections.abc import Callable, Iterable
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from .runtime import RUNTIME
-from .limit_store import LimitSpec, LimitStore, LimitUsage
+from .errors import BackendError
+from .limit_store import DIMENSIONS, ONE, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from .permits import Permit, check_wait, enter_async, enter_sync, exit_async, exit_sync, innermost, leave_async, leave_sync, wrap
+from .provider_headers import ProviderReport, parse_headers
 from .rates import ACCEPTED_RATES, Rate, _rates, parse_rate  # noqa: F401  (ACCEPTED_RATES lived here)
 from .validation import check_name, check_timeout
 
 __all__ = [
+    "Cost",
     "Limit",
     "LimitSpec",
     "LimitStore",
     "LimitUsage",
     "Permit",
+    "ProviderReport",
+    "ProviderWord",
     "Rate",
+    "WindowUsage",
     "enter_async",
     "enter_sync",
     "exit_async",
@@ -58,6 +66,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+RateArg = str | Rate | Iterable[str | Rate] | None
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -70,32 +79,48 @@ _declare_lock = threading.Lock()
 def limit(
     name: str,
     *,
-    rate: str | Rate | Iterable[str | Rate] | None = None,
-    requests: str | Rate | Iterable[str | Rate] | None = None,
+    rate: RateArg = None,
+    requests: RateArg = None,
     concurrency: int | None = None,
+    tokens: RateArg = None,
+    input_tokens: RateArg = None,
+    output_tokens: RateArg = None,
 ) -> Limit:
     """Declare the named limit (or, with only a name, look up the declared one).
 
-    ``rate`` is charged the cost of each admission (``"90000/min"`` tokens), ``requests``
-    one per admission (``"500/min"``), ``concurrency`` bounds the holders at once. Give
-    several rates as a list; all are admitted together or not at all. Declaring a name
-    again with the same limits returns the same object; with different ones it is an error.
+    Each dimension takes a rate (``"90000/min"``) or a list of them: ``requests`` is
+    charged 1 per admission, ``tokens`` (``rate`` is its older name) the cost of each
+    admission, ``input_tokens`` and ``output_tokens`` what an admission says of them;
+    ``concurrency`` bounds the holders at once. All are admitted together or not at
+    all. Declaring a name again with the same limits returns the same object; with
+    different ones it is an error.
     """
     check_name(name, "limit name")
-    if rate is None and requests is None and concurrency is None:
+    if all(v is None for v in (rate, requests, concurrency, tokens, input_tokens, output_tokens)):
         found = _declared.get(name)
         if found is None:
             raise LookupError(
-                f"limit {name!r} is not declared: declare it once with limit({name!r}, rate='500/min') "
-                "and/or requests=..., concurrency=N before using it by name"
+                f"limit {name!r} is not declared: declare it once with limit({name!r}, requests='500/min') "
+                "and/or tokens=..., input_tokens=..., output_tokens=..., concurrency=N before using it by name"
             )
         return found
+    if rate is not None and tokens is not None:
+        raise TypeError(f"limit {name!r}: give tokens= or rate=, not both (rate= is the older name of tokens=)")
     if concurrency is not None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError(f"concurrency of limit {name!r} must be a whole number, not {concurrency!r}")
         if concurrency < 1:
             raise ValueError(f"concurrency of limit {name!r} must be at least 1, not {concurrency}")
-    spec = LimitSpec(name, _rates(rate, f"rate of limit {name!r}"), _rates(requests, f"requests of limit {name!r}"), concurrency)
+    spelling = "tokens" if tokens is not None else "rate"
+    spec = LimitSpec(
+        name,
+        _rates(tokens if tokens is not None else rate, f"{spelling} of limit {name!r}"),
+        _rates(requests, f"requests of limit {name!r}"),
+        concurrency,
+        _rates(input_tokens, f"input_tokens of limit {name!r}"),
+        _rates(output_tokens, f"output_tokens of limit {name!r}"),
+        spelling,
+    )
     with _declare_lock:
         found = _declared.get(name)
         if found is not None:
@@ -115,6 +140,26 @@ def get_limit(name: str) -> Limit:
     return found if found is not None else limit(name)
 
 
+def _finder(name: str) -> Callable[[], Limit]:
+    """Looks the limit ``name`` up at each call (it may be declared after the decoration)."""
+
+    def find() -> Limit:
+        found = _declared.get(name)
+        return found if found is not None else limit(name)
+
+    return find
+
+
+def limited_sync(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` taking the limit called ``name`` (cost 1) around each call, looked up per call."""
+    return cast(Callable[..., Any], wrap(_finder(name), 1, timeout, fn, False, True))
+
+
+def limited_async(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``limited_sync`` for a coroutine function: waits for the limit without blocking the loop."""
+    return cast(Callable[..., Any], wrap(_finder(name), 1, timeout, fn, True, True))
+
+
 def forget_declarations() -> None:
     """Forget every declared limit (``testing.reset()`` calls it)."""
     with _declare_lock:
@@ -126,200 +171,12 @@ def _store() -> LimitStore:
     return backend.limit_store()
 
 
-# -- permits and the call chain's held permits -------------------------------------------
-
-_active: ContextVar[tuple[Permit, ...]] = ContextVar("agentdiff_limit_permits", default=())
-
-
-class Permit:
-    """One admission under a limit: report the actual cost, then release (or leave the ``with``).
-
-    Releasing frees the concurrency slot; the rate budget it used stays spent for the
-    period. Releasing twice does nothing.
-    """
-
-    __slots__ = ("limit", "cost", "_grant", "_store", "_released")
-
-    def __init__(self, limit: Limit, cost: int, grant: Any, store: LimitStore) -> None:
-        self.limit = limit
-        self.cost = cost
-        self._grant = grant
-        self._store = store
-        self._released = False
-
-    def report(self, actual: int) -> None:
-        """The call really cost ``actual`` (tokens used): correct the windows it counts in.
-
-        Less than charged gives the difference back to waiters now; more is counted as
-        spent at the admission, so later admissions wait for it.
-        """
-        if self._check_actual(actual):
-            self._store.report(self.limit.spec, self._grant, actual)
-            self.cost = actual
-
-    async def report_async(self, actual: int) -> None:
-        """``report`` from async code, without blocking the loop on a shared backend."""
-        if self._check_actual(actual):
-            await self._store.report_async(self.limit.spec, self._grant, actual)
-            self.cost = actual
-
-    def _check_actual(self, actual: object) -> bool:
-        """Validate a reported cost; True when it differs from what was charged."""
-        if isinstance(actual, bool) or not isinstance(actual, int):
-            raise TypeError(f"actual cost reported to limit {self.limit.name!r} must be a whole number, not {actual!r}")
-        if actual < 0:
-            raise ValueError(f"actual cost reported to limit {self.limit.name!r} must be >= 0, not {actual}")
-        return actual != self.cost
-
-    @property
-    def released(self) -> bool:
-        """Whether the permit was released."""
-        return self._released
-
-    @property
-    def admitted_at(self) -> float:
-        """When the store admitted it, on the store's clock (monotonic seconds in memory,
-        the server's clock in seconds on Redis)."""
-        return float(self._grant.at)
-
-    def release(self) -> None:
-        """Free the concurrency slot (if the limit has one)."""
-        if not self._released:
-            self._released = True
-            self._store.release(self.limit.spec, self._grant)
-
-    async def release_async(self) -> None:
-        """Free the slot from async code without blocking the loop; a cancellation of the
-        caller meanwhile does not cut the release short."""
-        if not self._released:
-            self._released = True
-            if self._store.nonblocking:
-                self._store.release(self.limit.spec, self._grant)
-            else:
-                await asyncio.shield(self._store.release_async(self.limit.spec, self._grant))
-
-    def __enter__(self) -> Permit:
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.release()
-
-    async def __aenter__(self) -> Permit:
-        return self
-
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        await self.release_async()
-
-    def __repr__(self) -> str:
-        state = "released" if self._released else "held"
-        return f"<Permit {self.limit.name!r} cost={self.cost} {state}>"
-
-
-def _push(permit: Permit) -> None:
-    _active.set(_active.get() + (permit,))
-
-
-def _pop(permit: Permit) -> None:
-    held = _active.get()
-    if held and held[-1] is permit:
-        _active.set(held[:-1])
-    elif permit in held:  # left out of order (a generator, a hand-off): drop just this one
-        _active.set(tuple(p for p in held if p is not permit))
-
-
-def enter_sync(limit: Limit, cost: int, timeout: float | None) -> Permit:
-    """Admit ``cost`` and record the permit in this call chain (``Limit.report`` finds it)."""
-    permit = limit.acquire(cost, timeout=timeout)
-    _push(permit)
-    return permit
-
-
-async def enter_async(limit: Limit, cost: int, timeout: float | None) -> Permit:
-    permit = await limit.acquire_async(cost, timeout=timeout)
-    _push(permit)
-    return permit
-
-
-def exit_sync(permit: Permit) -> None:
-    """Forget ``permit`` in this call chain and release it."""
-    _pop(permit)
-    permit.release()
-
-
-async def exit_async(permit: Permit) -> None:
-    _pop(permit)
-    await permit.release_async()
-
-
-def leave_sync(permit: Permit) -> None:
-    """Release ``permit`` at the end of a coordinated step; a failure is logged, never raised.
-
-    A slot that could not be released (the Redis server went away) is recovered
-    when its lease runs out, so the step's own outcome stands.
-    """
-    try:
-        exit_sync(permit)
-    except Exception:
-        logger.exception("releasing limit %r after a coordinated step failed", permit.limit.name)
-
-
-async def leave_async(permit: Permit) -> None:
-    """The async twin of ``leave_sync``; the release survives the step's cancellation."""
-    try:
-        await exit_async(permit)
-    except Exception:
-        logger.exception("releasing limit %r after a coordinated step failed", permit.limit.name)
-
-
-def limited_sync(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` taking the limit called ``name`` (cost 1) around each call, looked up per call."""
-
-    @functools.wraps(fn)
-    def limited(*args: Any, **kwargs: Any) -> Any:
-        found = _declared.get(name)
-        permit = enter_sync(found if found is not None else limit(name), 1, timeout)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            leave_sync(permit)
-
-    return limited
-
-
-def limited_async(name: str, timeout: float | None, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The async twin of ``limited_sync``: waits for the limit without blocking the loop."""
-
-    @functools.wraps(fn)
-    async def limited(*args: Any, **kwargs: Any) -> Any:
-        found = _declared.get(name)
-        permit = await enter_async(found if found is not None else limit(name), 1, timeout)
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            await leave_async(permit)
-
-    return limited
-
-
-def _innermost(limit: Limit, *, released: bool = False) -> Permit:
-    for permit in reversed(_active.get()):
-        if permit.limit is limit and (released or not permit.released):
-            return permit
-    raise RuntimeError(
-        f"no permit of limit {limit.name!r} is held in this call chain: call report() inside "
-        f"'with limit({limit.name!r})' or a step coordinated with limit={limit.name!r}, or on the Permit itself"
-    )
-
-
-# -- the user-facing objects -------------------------------------------------------------
-
-
 class _Use:
-    """``limit(...)(cost=..., timeout=...)``: one kind of use, as ``with``, ``async with`` or decorator."""
+    """``limit(...)(tokens=..., timeout=...)``: one kind of use, as ``with``, ``async with`` or decorator."""
 
     __slots__ = ("limit", "cost", "timeout")
 
-    def __init__(self, limit: Limit, cost: int, timeout: float | None) -> None:
+    def __init__(self, limit: Limit, cost: Cost, timeout: float | None) -> None:
         self.limit = limit
         self.cost = cost
         self.timeout = timeout
@@ -328,80 +185,77 @@ class _Use:
         return enter_sync(self.limit, self.cost, self.timeout)
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        exit_sync(_innermost(self.limit, released=True))
+        exit_sync(innermost(self.limit, released=True))
 
     async def __aenter__(self) -> Permit:
         return await enter_async(self.limit, self.cost, self.timeout)
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        await exit_async(_innermost(self.limit, released=True))
+        await exit_async(innermost(self.limit, released=True))
 
     def __call__(self, fn: F) -> F:
         if not callable(fn):
             raise TypeError(f"limit({self.limit.name!r}) decorates a function, not {fn!r}")
-        lim, cost, timeout = self.limit, self.cost, self.timeout
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_limited(*args: Any, **kwargs: Any) -> Any:
-                permit = await enter_async(lim, cost, timeout)
-                try:
-                    return await fn(*args, **kwargs)
-                finally:
-                    await exit_async(permit)
-
-            return cast(F, async_limited)
-
-        @functools.wraps(fn)
-        def limited(*args: Any, **kwargs: Any) -> Any:
-            permit = enter_sync(lim, cost, timeout)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                exit_sync(permit)
-
-        return cast(F, limited)
+        lim = self.limit
+        return cast(F, wrap(lambda: lim, self.cost, self.timeout, fn, inspect.iscoroutinefunction(fn), False))
 
 
 class Limit(_Use):
     """A declared limit: ``with``, ``async with``, a decorator, or ``acquire()`` by hand.
 
-    Used bare it admits cost 1 and waits as long as it takes; ``limit(cost=..., timeout=...)``
-    gives the same with a cost (tokens) and a bound on the wait. One object serves every
-    thread and task: each admission is recorded in the caller's context.
+    Used bare it admits one request (cost 1) and waits as long as it takes;
+    ``limit(tokens=..., timeout=...)`` (or ``cost=``, ``input_tokens=``, ``output_tokens=``)
+    gives the same with a cost and a bound on the wait. One object serves every thread
+    and task: each admission is recorded in the caller's context.
     """
 
-    __slots__ = ("spec", "name")
+    __slots__ = ("spec", "name", "_warned")
 
     def __init__(self, spec: LimitSpec) -> None:
-        super().__init__(self, 1, None)
+        super().__init__(self, ONE, None)
         self.spec = spec
         self.name = spec.name
+        self._warned: set[str] = set()
 
-    def __call__(self, fn: Any = None, /, *, cost: int = 1, timeout: float | None = None) -> Any:
-        """``@limit`` on a function, or ``limit(cost=..., timeout=...)`` for one kind of use."""
-        if fn is not None:
-            return _Use(self, self.spec.check_cost(cost), check_timeout(timeout))(fn)
-        return _Use(self, self.spec.check_cost(cost), check_timeout(timeout))
+    def _cost(self, cost: object, tokens: object, input_tokens: object, output_tokens: object) -> Cost:
+        if cost is None and tokens is None and input_tokens is None and output_tokens is None:
+            return ONE
+        return self.spec.cost(cost, tokens, input_tokens, output_tokens)
 
-    def acquire(self, cost: int = 1, *, timeout: float | None = None) -> Permit:
-        """Wait (blocking the thread) until ``cost`` is admitted; the permit to release.
+    def __call__(
+        self, fn: Any = None, /, *, cost: int | None = None, tokens: int | None = None, input_tokens: int | None = None,
+        output_tokens: int | None = None, timeout: float | None = None,
+    ) -> Any:
+        """``@limit`` on a function, or ``limit(tokens=..., timeout=...)`` for one kind of use."""
+        use = _Use(self, self._cost(cost, tokens, input_tokens, output_tokens), check_timeout(timeout))
+        return use if fn is None else use(fn)
+
+    def acquire(
+        self, cost: int | None = None, *, tokens: int | None = None, input_tokens: int | None = None,
+        output_tokens: int | None = None, timeout: float | None = None,
+    ) -> Permit:
+        """Wait (blocking the thread) until the cost is admitted; the permit to release.
 
         ``timeout=0`` does not wait; past ``timeout`` seconds ``CoordinationTimeoutError``
         names the limit and its state.
         """
-        cost = self.spec.check_cost(cost)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        store = (RUNTIME.current or RUNTIME.backend()).limit_store()
+        return self.admit(self._cost(cost, tokens, input_tokens, output_tokens), check_wait(timeout))
+
+    async def acquire_async(
+        self, cost: int | None = None, *, tokens: int | None = None, input_tokens: int | None = None,
+        output_tokens: int | None = None, timeout: float | None = None,
+    ) -> Permit:
+        """Wait until the cost is admitted without blocking the event loop."""
+        return await self.admit_async(self._cost(cost, tokens, input_tokens, output_tokens), check_wait(timeout))
+
+    def admit(self, cost: Cost, timeout: float | None) -> Permit:
+        """``acquire`` with a ``Cost`` already checked (``spec.cost(...)``) and a checked timeout."""
+        store = _store()
         return Permit(self, cost, store.acquire(self.spec, cost, timeout), store)
 
-    async def acquire_async(self, cost: int = 1, *, timeout: float | None = None) -> Permit:
-        """Wait until ``cost`` is admitted without blocking the event loop."""
-        cost = self.spec.check_cost(cost)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        store = (RUNTIME.current or RUNTIME.backend()).limit_store()
+    async def admit_async(self, cost: Cost, timeout: float | None) -> Permit:
+        """``acquire_async`` with a checked ``Cost`` and timeout."""
+        store = _store()
         grant = store.admit_now(self.spec, cost)
         if grant is None:
             grant = await store.acquire_async(self.spec, cost, timeout)
@@ -409,23 +263,99 @@ class Limit(_Use):
 
     @property
     def max_cost(self) -> int | None:
-        """The largest cost one admission may ask for (the smallest ``rate=``), None when unbounded."""
+        """The largest cost one admission may ask for (the smallest ``tokens`` rate), None when unbounded."""
         return min((r.limit for r in self.spec.rates), default=None)
 
-    def report(self, actual: int) -> None:
+    def report(
+        self, actual: int | None = None, *, tokens: int | None = None, input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
         """Report the actual cost of the innermost admission this call chain holds."""
-        _innermost(self).report(actual)
+        innermost(self).report(actual, tokens=tokens, input_tokens=input_tokens, output_tokens=output_tokens)
 
-    def charge(self, cost: int) -> None:
-        """Count ``cost`` spent now without waiting (usage learned after the fact)."""
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
-            raise ValueError(f"cost charged to limit {self.name!r} must be a whole number >= 0, not {cost!r}")
-        if cost and self.spec.rates:
-            _store().charge(self.spec, cost)
+    def charge(
+        self, cost: int | None = None, *, tokens: int | None = None, input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
+        """Count a cost spent now without waiting (usage learned after the fact)."""
+        if cost is None and tokens is None and input_tokens is None and output_tokens is None:
+            raise TypeError(f"charge to limit {self.name!r} needs a cost: charge(n) or charge(tokens=..., input_tokens=..., output_tokens=...)")
+        spent = self.spec.cost(cost, tokens, input_tokens, output_tokens, admission=False)
+        if any(spent[w.dimension] for w in self.spec.windows):
+            _store().charge(self.spec, spent)
+
+    # -- what the provider says ------------------------------------------------------------
+    def backoff(self, seconds: float) -> None:
+        """Admit nothing under this limit, in any process sharing the backend, for ``seconds``.
+
+        Waiters keep their places and are served in order after it; a longer backoff
+        already in force stays.
+        """
+        seconds = _seconds(seconds, f"backoff of limit {self.name!r}")
+        if seconds > 0:
+            _store().backoff(self.spec, seconds)
+
+    async def backoff_async(self, seconds: float) -> None:
+        """``backoff`` without blocking the loop on a shared backend."""
+        seconds = _seconds(seconds, f"backoff of limit {self.name!r}")
+        if seconds > 0:
+            await _store().backoff_async(self.spec, seconds)
+
+    def observe_headers(self, headers: Mapping[str, str]) -> ProviderReport:
+        """Learn from a response's rate-limit headers (OpenAI's and Anthropic's); what they said.
+
+        Until the provider's reset, no more than the remaining it gave is admitted in
+        that dimension, fleet-wide; a ``retry-after`` becomes a ``backoff``. Unreadable
+        values are ignored; a backend failure here is logged, never raised.
+        """
+        report = parse_headers(headers)
+        if report:
+            self._check_declared(report)
+            try:
+                _store().observe(self.spec, report)
+            except BackendError:
+                logger.warning("limit %r: could not record what the provider said", self.name, exc_info=True)
+        return report
+
+    async def observe_headers_async(self, headers: Mapping[str, str]) -> ProviderReport:
+        """``observe_headers`` without blocking the loop on a shared backend."""
+        report = parse_headers(headers)
+        if report:
+            self._check_declared(report)
+            try:
+                await _store().observe_async(self.spec, report)
+            except BackendError:
+                logger.warning("limit %r: could not record what the provider said", self.name, exc_info=True)
+        return report
+
+    def _check_declared(self, report: ProviderReport) -> None:
+        """Warn once per dimension when the provider's limit is not one declared here."""
+        for said in report.dimensions:
+            declared = self.spec.rates_of(DIMENSIONS.index(said.dimension))
+            if said.limit is None or not declared or said.limit in {r.limit for r in declared}:
+                continue
+            if said.dimension not in self._warned:
+                self._warned.add(said.dimension)
+                label = self.spec.spelling if said.dimension == "tokens" else said.dimension
+                logger.warning(
+                    "limit %r: the provider says its %s limit is %d, but it is declared as %s=%s; the "
+                    "declaration is probably wrong (said once)",
+                    self.name, said.dimension, said.limit, label, [str(r) for r in declared],
+                )
 
     def usage(self) -> LimitUsage:
-        """A snapshot: cost used in each window, holders and waiters."""
+        """A snapshot: cost used in each window, holders, waiters, a backoff, the provider's last word."""
         return _store().usage(self.spec)
+
+    def describe(self) -> str:
+        """The declaration and the state now, in words."""
+        return f"limit {self.name!r} ({self.spec.describe()}): {self.usage().describe()}"
 
     def __repr__(self) -> str:
         return f"limit({self.name!r}, {self.spec.describe()})"
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0 or math.isinf(value):
+        raise ValueError(f"{what} must be a number of seconds >= 0, not {value!r}")
+    return float(value)

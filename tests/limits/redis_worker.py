@@ -10,6 +10,9 @@ MODE ``rate``: ``limit("shared", requests="40/s")``; prints the admission times
 COST; prints (time, cost) pairs. MODE ``slots``: ``limit("shared", concurrency=3)``; counts the
 holders at once in a Redis counter and prints the most it saw. MODE ``hold``: takes
 one slot of ``limit("held", concurrency=1)``, says so, and waits to be killed.
+MODE ``backoff``: backs ``limit("fleet", requests="1000/s")`` off for COST seconds and
+prints the server's time just before. MODE ``queue``: waits for its own start signal
+(``PREFIX:go:COUNT``), admits once through that limit and prints when.
 """
 
 from __future__ import annotations
@@ -33,7 +36,17 @@ def main() -> None:
         time.sleep(600)  # killed by the test
         return
     r.rpush(f"{prefix}:ready", "ready")
+    if mode == "queue":
+        r.blpop([f"{prefix}:go:{count}"], timeout=60)
+        permit = limit("fleet", requests="1000/s").acquire()
+        print(json.dumps({"index": count, "at": permit.admitted_at}), flush=True)
+        return
     r.blpop([f"{prefix}:go"], timeout=60)
+    if mode == "backoff":
+        seconds, micros = r.time()
+        limit("fleet", requests="1000/s").backoff(float(sys.argv[5]))
+        print(json.dumps({"before": seconds + micros / 1e6}), flush=True)
+        return
     if mode == "rate":
         api = limit("shared", requests="40/s")
         times = []

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from agentdiff_coordination.core.limit_store import Cost
 from agentdiff_coordination.core.backends.memory_limits import Admission, LimitState, Waiter
 
 
@@ -49,28 +50,28 @@ def windows_over(admissions: Sequence[tuple[float, int]], period: float, limit: 
 
 
 def simulate(
-    state: LimitState, arrivals: Sequence[tuple[float, int]], until: float = math.inf
-) -> list[tuple[float, int, int]]:
+    state: LimitState, arrivals: Sequence[tuple[float, Any]], until: float = math.inf
+) -> list[tuple[float, Any, int]]:
     """Drive ``state`` in virtual time: each arrival ``(time, cost)`` waits as a real
-    waiter would (retrying at the delay the state gives). Returns the admissions as
-    ``(time, cost, arrival index)`` in admission order."""
+    waiter would (retrying at the delay the state gives); a cost is tokens or a ``Cost``.
+    Returns the admissions as ``(time, cost, arrival index)`` in admission order."""
     pending = deque((t, c, i) for i, (t, c) in enumerate(sorted(arrivals, key=lambda a: a[0])))
-    costs: dict[int, tuple[int, int]] = {}
-    admitted: list[tuple[float, int, int]] = []
+    costs: dict[int, tuple[int, Any]] = {}
+    admitted: list[tuple[float, Any, int]] = []
     now = 0.0
     while pending or state.queue:
         while pending and pending[0][0] <= now:
             _, cost, index = pending.popleft()
             waiter = Waiter()
             costs[id(waiter)] = (index, cost)
-            got = state.attempt(now, cost, waiter)
+            got = state.attempt(now, cost if isinstance(cost, Cost) else Cost(cost), waiter)
             if isinstance(got, Admission):
                 admitted.append((now, cost, index))
         delay = math.inf
         while state.queue:
             head = state.queue[0]
             index, cost = costs[id(head)]
-            got = state.attempt(now, cost, head)
+            got = state.attempt(now, cost if isinstance(cost, Cost) else Cost(cost), head)
             if isinstance(got, Admission):
                 admitted.append((now, cost, index))
                 continue

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from agentdiff_coordination.core.limit_store import Cost
 from agentdiff_coordination.core.backends.memory_limits import SLICES, Admission, LimitState, SlidingLog, Waiter
 from agentdiff_coordination.core.limits import LimitSpec, parse_rate
 
@@ -99,29 +100,29 @@ def test_a_large_cost_is_not_starved_by_a_stream_of_small_ones() -> None:
 def test_the_wait_given_is_exact() -> None:
     state = LimitState(spec("10/s"), resolution=0.0)
     for i in range(10):
-        assert isinstance(state.attempt(i * 0.05, 1, None), Admission)
+        assert isinstance(state.attempt(i * 0.05, Cost(1), None), Admission)
     waiter = Waiter()
-    delay = state.attempt(0.6, 3, waiter)
+    delay = state.attempt(0.6, Cost(3), waiter)
     assert delay == pytest.approx(0.5)  # the third admission (at 0.10) leaves the window at 1.10
-    assert not isinstance(state.attempt(0.6 + delay - 1e-6, 3, waiter), Admission)
-    assert isinstance(state.attempt(0.6 + delay, 3, waiter), Admission)
+    assert not isinstance(state.attempt(0.6 + delay - 1e-6, Cost(3), waiter), Admission)
+    assert isinstance(state.attempt(0.6 + delay, Cost(3), waiter), Admission)
 
 
 def test_several_rates_are_admitted_together_or_not_at_all() -> None:
     state = LimitState(spec(rate="1000/min", requests="3/min"))
     for _ in range(3):
-        assert isinstance(state.attempt(0.0, 10, None), Admission)
+        assert isinstance(state.attempt(0.0, Cost(10), None), Admission)
     tokens, requests = state.logs
     assert (tokens.total, requests.total) == (30, 3)
-    assert state.attempt(1.0, 10, None) == pytest.approx(59.0)  # the requests rate is full
+    assert state.attempt(1.0, Cost(10), None) == pytest.approx(59.0)  # the requests rate is full
     assert (tokens.total, requests.total) == (30, 3)  # nothing was charged for the refusal
-    assert isinstance(state.attempt(60.0, 10, None), Admission)
+    assert isinstance(state.attempt(60.0, Cost(10), None), Admission)
 
 
 def test_the_log_of_a_busy_rate_is_bounded_by_its_slices() -> None:
     state = LimitState(spec("100000/s"))
     for i in range(200_000):
-        state.attempt(i * 1e-5, 1, None)
+        state.attempt(i * 1e-5, Cost(1), None)
     (log,) = state.logs
     assert len(log.entries) <= SLICES + 1
     assert log.total <= 100_000
@@ -140,65 +141,65 @@ def test_a_sliced_entry_is_never_stamped_before_its_admission() -> None:
 
 def test_concurrency_never_exceeds_its_slots_and_fills_them() -> None:
     state = LimitState(spec(concurrency=3))
-    held = [state.attempt(0.0, 1, None) for _ in range(3)]
+    held = [state.attempt(0.0, Cost(1), None) for _ in range(3)]
     assert all(isinstance(h, Admission) for h in held)
     waiter = Waiter()
-    assert state.attempt(0.0, 1, waiter) == math.inf
+    assert state.attempt(0.0, Cost(1), waiter) == math.inf
     assert state.holders == 3 and state.head() is waiter
     first = held[0]
     assert isinstance(first, Admission)
     state.release(first)
     state.release(first)  # twice frees one slot only
     assert state.holders == 2
-    assert isinstance(state.attempt(0.0, 1, waiter), Admission)
+    assert isinstance(state.attempt(0.0, Cost(1), waiter), Admission)
     assert state.holders == 3 and state.head() is None
 
 
 def test_reporting_less_lets_the_next_waiter_in_sooner() -> None:
     state = LimitState(spec("100/min"))
-    got = state.attempt(0.0, 80, None)
+    got = state.attempt(0.0, Cost(80), None)
     assert isinstance(got, Admission)
     waiter = Waiter()
-    assert state.attempt(1.0, 50, waiter) == pytest.approx(59.0, abs=60 / SLICES)
-    state.report(got, 30, 2.0)
-    assert isinstance(state.attempt(2.0, 50, waiter), Admission)
+    assert state.attempt(1.0, Cost(50), waiter) == pytest.approx(59.0, abs=60 / SLICES)
+    state.report(got, Cost(30), 2.0)
+    assert isinstance(state.attempt(2.0, Cost(50), waiter), Admission)
 
 
 def test_reporting_more_makes_later_admissions_wait_for_it() -> None:
     state = LimitState(spec("100/min"))
-    got = state.attempt(0.0, 10, None)
+    got = state.attempt(0.0, Cost(10), None)
     assert isinstance(got, Admission)
-    state.report(got, 95, 1.0)
-    assert state.attempt(1.0, 10, None) > 0
-    state.report(got, 95, 1.0)  # the same figure again changes nothing
+    state.report(got, Cost(95), 1.0)
+    assert state.attempt(1.0, Cost(10), None) > 0
+    state.report(got, Cost(95), 1.0)  # the same figure again changes nothing
     assert state.logs[0].total == 95
 
 
 def test_a_report_after_the_window_moved_on_changes_nothing() -> None:
     state = LimitState(spec("100/s"))
-    got = state.attempt(0.0, 50, None)
+    got = state.attempt(0.0, Cost(50), None)
     assert isinstance(got, Admission)
-    state.report(got, 0, 5.0)
+    state.report(got, Cost(0), 5.0)
     assert state.logs[0].total == 0
-    assert isinstance(state.attempt(5.0, 100, None), Admission)
+    assert isinstance(state.attempt(5.0, Cost(100), None), Admission)
 
 
 def test_an_abandoning_head_lets_the_next_waiter_be_head() -> None:
     state = LimitState(spec("1/s"))
-    assert isinstance(state.attempt(0.0, 1, None), Admission)
+    assert isinstance(state.attempt(0.0, Cost(1), None), Admission)
     first, second = Waiter(), Waiter()
-    assert state.attempt(0.1, 1, first) > 0
-    assert state.attempt(0.1, 1, second) == math.inf  # behind the head
+    assert state.attempt(0.1, Cost(1), first) > 0
+    assert state.attempt(0.1, Cost(1), second) == math.inf  # behind the head
     state.abandon(first)
     assert state.head() is second
-    assert isinstance(state.attempt(1.0, 1, second), Admission)
+    assert isinstance(state.attempt(1.0, Cost(1), second), Admission)
 
 
 def test_a_try_without_a_waiter_never_jumps_the_queue() -> None:
     state = LimitState(spec("10/s"))
     for _ in range(10):
-        state.attempt(0.0, 1, None)
+        state.attempt(0.0, Cost(1), None)
     head = Waiter()
-    assert state.attempt(0.5, 5, head) > 0
-    assert state.attempt(5.0, 1, None) == math.inf  # it would fit, but the head is first
-    assert isinstance(state.attempt(5.0, 5, head), Admission)
+    assert state.attempt(0.5, Cost(5), head) > 0
+    assert state.attempt(5.0, Cost(1), None) == math.inf  # it would fit, but the head is first
+    assert isinstance(state.attempt(5.0, Cost(5), head), Admission)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,27 @@ def test_a_slot_held_by_a_killed_process_comes_back_after_its_lease(redis_url: s
     finally:
         holder.kill()
         holder.wait(HANG)
+
+
+def test_a_backoff_in_one_process_holds_every_process_and_keeps_their_order(redis_url: str, prefix: str) -> None:
+    seconds = 1.5
+    queued = [p for k in range(4) for p in start(redis_url, prefix, "queue", k, 1)]
+    (backer,) = start(redis_url, prefix, "backoff", 0, 1, str(seconds))
+    r = redis.Redis.from_url(redis_url)
+    for _ in range(5):
+        assert r.blpop([f"{prefix}:ready"], timeout=HANG), "a worker never became ready"
+    r.rpush(f"{prefix}:go", "go")
+    (said,) = results([backer])
+    configure(redis_url, key_prefix=prefix)
+    fleet = limit("fleet", requests="1000/s")
+    assert fleet.usage().backoff > 0
+    with pytest.raises(Exception, match="did not admit"):
+        fleet.acquire(timeout=0)
+    for k in range(4):  # the others arrive one after the other while it lasts
+        r.rpush(f"{prefix}:go:{k}", "go")
+        deadline = time.monotonic() + HANG
+        while fleet.usage().waiting < k + 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    admitted = sorted((float(a["at"]), int(a["index"])) for a in results(queued))  # type: ignore[arg-type]
+    assert all(at >= float(said["before"]) + seconds for at, _ in admitted)  # type: ignore[arg-type]
+    assert [index for _, index in admitted] == [0, 1, 2, 3]

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CoordinationTimeoutError
-from ..limit_store import LimitSpec, LimitStore, LimitUsage
+from ..limit_store import DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderGate, ProviderWord, WindowUsage
+from ..provider_headers import ProviderReport
 
 __all__ = ["Admission", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
 
@@ -39,16 +40,16 @@ INF = math.inf
 class SlidingLog:
     """One rate: at most ``limit`` cost in any ``period`` seconds, as an exact log.
 
-    ``weighted`` logs charge the admission's cost; the others charge 1 (requests).
+    It counts one ``dimension`` of an admission's ``Cost`` (an index of ``DIMENSIONS``).
     Entries are ``[time, cost]`` lists in time order; ``total`` is their sum.
     """
 
-    __slots__ = ("limit", "period", "weighted", "resolution", "entries", "total")
+    __slots__ = ("limit", "period", "dimension", "resolution", "entries", "total")
 
-    def __init__(self, limit: int, period: float, weighted: bool = True, resolution: float | None = None) -> None:
+    def __init__(self, limit: int, period: float, dimension: int = TOKENS, resolution: float | None = None) -> None:
         self.limit = limit
         self.period = period
-        self.weighted = weighted
+        self.dimension = dimension
         self.resolution = period / SLICES if resolution is None else resolution
         self.entries: deque[list[float]] = deque()
         self.total = 0
@@ -59,9 +60,9 @@ class SlidingLog:
         while entries and entries[0][0] + period <= now:
             self.total -= int(entries.popleft()[1])
 
-    def wait(self, now: float, cost: int) -> float:
-        """Seconds from ``now`` until ``cost`` fits (0.0 when it fits now); after ``expire(now)``."""
-        excess = self.total + (cost if self.weighted else 1) - self.limit
+    def wait(self, now: float, charged: int) -> float:
+        """Seconds from ``now`` until ``charged`` fits (0.0 when it fits now); after ``expire(now)``."""
+        excess = self.total + charged - self.limit
         if excess <= 0:
             return 0.0
         freed = 0
@@ -71,9 +72,8 @@ class SlidingLog:
                 return max(stamp + self.period - now, 0.0)
         return max(self.entries[-1][0] + self.period - now, 0.0) if self.entries else 0.0
 
-    def record(self, now: float, cost: int) -> list[float]:
-        """Log ``cost`` admitted at ``now``; the entry it was added to."""
-        charged = cost if self.weighted else 1
+    def record(self, now: float, charged: int) -> list[float]:
+        """Log ``charged`` admitted at ``now``; the entry it was added to."""
         entries = self.entries
         if entries and entries[-1][0] >= now:  # within the last entry's slice (or a clock step back)
             entry = entries[-1]
@@ -112,13 +112,16 @@ class Waiter:
     def __init__(self) -> None:
         self.queued = False
 
+    def arm(self) -> None:
+        """Before waiting, under the state's mutex: ready to be woken."""
+
 
 class Admission:
     """What one admission took: when (``at``), the log entries it was added to, its cost, its slot."""
 
     __slots__ = ("at", "entries", "cost", "slot")
 
-    def __init__(self, at: float, entries: tuple[list[float], ...], cost: int, slot: bool) -> None:
+    def __init__(self, at: float, entries: tuple[list[float], ...], cost: Cost, slot: bool) -> None:
         self.at = at
         self.entries = entries
         self.cost = cost
@@ -128,20 +131,21 @@ class Admission:
 class LimitState:
     """A limit's rates, concurrency slots and FIFO queue; pure logic on an injected ``now``."""
 
-    __slots__ = ("spec", "logs", "capacity", "holders", "queue", "mutex")
+    __slots__ = ("spec", "logs", "capacity", "holders", "queue", "mutex", "gate")
 
     def __init__(self, spec: LimitSpec, resolution: float | None = None) -> None:
         self.spec = spec
         self.logs = tuple(
-            SlidingLog(rate.limit, rate.period, weighted, None if resolution is None else resolution)
-            for rate, weighted in spec.windows
+            SlidingLog(rate.limit, rate.period, dimension, None if resolution is None else resolution)
+            for rate, dimension in spec.windows
         )
         self.capacity = spec.concurrency
         self.holders = 0
         self.queue: deque[Waiter] = deque()
         self.mutex = threading.Lock()  # used by the store; the logic itself is single-threaded
+        self.gate: ProviderGate | None = None  # made when the provider first says something
 
-    def attempt(self, now: float, cost: int, waiter: Waiter | None) -> Admission | float:
+    def attempt(self, now: float, cost: Cost, waiter: Waiter | None) -> Admission | float:
         """Admit ``cost`` now, or say how long to wait before trying again.
 
         A ``waiter`` that cannot be admitted joins the queue; only the head of the queue
@@ -156,6 +160,7 @@ class LimitState:
                 queue.append(waiter)
             return INF
         delay = 0.0
+        gate = self.gate
         if self.capacity is not None and self.holders >= self.capacity:
             delay = INF
         else:
@@ -163,10 +168,15 @@ class LimitState:
                 entries, period = log.entries, log.period
                 while entries and entries[0][0] + period <= now:  # log.expire(now), inlined
                     log.total -= int(entries.popleft()[1])
-                if log.total + (cost if log.weighted else 1) > log.limit:
-                    wait = log.wait(now, cost)
+                charged = cost[log.dimension]
+                if log.total + charged > log.limit:
+                    wait = log.wait(now, charged)
                     if wait > delay:
                         delay = wait
+            if gate is not None:
+                wait = gate.wait(now, cost)
+                if wait > delay:
+                    delay = wait
         if delay > 0.0:
             if waiter is not None and not waiter.queued:
                 waiter.queued = True
@@ -178,7 +188,9 @@ class LimitState:
         slot = self.capacity is not None
         if slot:
             self.holders += 1
-        return Admission(now, tuple(log.record(now, cost) for log in self.logs), cost, slot)
+        if gate is not None:
+            gate.spend(now, cost)
+        return Admission(now, tuple(log.record(now, cost[log.dimension]) for log in self.logs), cost, slot)
 
     def head(self) -> Waiter | None:
         """The waiter to wake after a change: the only one that may be admitted next."""
@@ -196,28 +208,46 @@ class LimitState:
             admission.slot = False
             self.holders -= 1
 
-    def report(self, admission: Admission, actual: int, now: float) -> None:
+    def report(self, admission: Admission, actual: Cost, now: float) -> None:
         """The admission really cost ``actual``: correct the weighted logs it still counts in."""
-        delta = actual - admission.cost
-        admission.cost = actual
-        if delta:
-            for log, entry in zip(self.logs, admission.entries):
-                if log.weighted:
-                    log.adjust(entry, delta, now)
+        charged, admission.cost = admission.cost, actual
+        for log, entry in zip(self.logs, admission.entries):
+            d = log.dimension
+            if d != REQUESTS and actual[d] != charged[d]:
+                log.adjust(entry, actual[d] - charged[d], now)
 
-    def charge(self, now: float, cost: int) -> None:
+    def charge(self, now: float, cost: Cost) -> None:
         """Log ``cost`` spent at ``now`` in the weighted logs, admitted or not."""
         for log in self.logs:
-            if log.weighted:
+            if log.dimension != REQUESTS and cost[log.dimension]:
                 log.expire(now)
-                log.record(now, cost)
+                log.record(now, cost[log.dimension])
 
-    def usage(self, now: float) -> LimitUsage:
-        used = []
-        for log, (rate, weighted) in zip(self.logs, self.spec.windows):
+    def backoff(self, now: float, seconds: float) -> None:
+        """Admit nothing before ``now + seconds`` (a longer backoff in force stays)."""
+        gate = self.gate = self.gate or ProviderGate()
+        gate.until = max(gate.until, now + seconds)
+
+    def observe(self, now: float, report: ProviderReport) -> None:
+        """Apply the provider's word: caps until its resets, ``retry_after`` as a backoff."""
+        gate = self.gate = self.gate or ProviderGate()
+        gate.observe(now, report)
+
+    def usage(self, now: float, wall: float | None = None) -> LimitUsage:
+        """A snapshot at ``now``; ``wall`` is the wall-clock time of ``now`` (for the provider's times)."""
+        windows = []
+        for log, (rate, dimension) in zip(self.logs, self.spec.windows):
             log.expire(now)
-            used.append((rate, weighted, log.total))
-        return LimitUsage(self.spec.name, tuple(used), self.holders, len(self.queue))
+            windows.append(WindowUsage(DIMENSIONS[dimension], rate, log.total))
+        backoff, words = 0.0, []
+        gate = self.gate
+        if gate is not None:
+            backoff = max(gate.until - now, 0.0)
+            wall = time.time() if wall is None else wall
+            for dimension, (limit, remaining, reset, at) in sorted(gate.words.items()):
+                reset_at = None if reset is None else wall + reset - now
+                words.append(ProviderWord(DIMENSIONS[dimension], limit, remaining, reset_at, wall + at - now))
+        return LimitUsage(self.spec.name, tuple(windows), self.holders, len(self.queue), backoff, tuple(words))
 
 
 # -- the store: waiting with threads and event loops -------------------------------------
@@ -229,6 +259,9 @@ class _SyncWaiter(Waiter):
     def __init__(self) -> None:
         super().__init__()
         self.event = threading.Event()
+
+    def arm(self) -> None:
+        self.event.clear()
 
     def wake(self) -> bool:
         self.event.set()
@@ -247,6 +280,9 @@ class _AsyncWaiter(Waiter):
         super().__init__()
         self.loop = loop
         self.future: asyncio.Future[None] | None = None
+
+    def arm(self) -> None:
+        self.future = self.loop.create_future()
 
     def wake(self) -> bool:
         future = self.future
@@ -268,14 +304,61 @@ def _wake_head(state: LimitState) -> None:
         state.abandon(head)
 
 
-def _timeout_error(state: LimitState, cost: int, timeout: float | None, now: float) -> CoordinationTimeoutError:
+def _timeout_error(state: LimitState, cost: Cost, timeout: float | None, now: float) -> CoordinationTimeoutError:
     spec = state.spec
     return CoordinationTimeoutError(
-        f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost} within {timeout}s; "
+        f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost.describe()} within {timeout}s; "
         f"now {state.usage(now).describe()}",
         resource=spec.name,
         timeout=timeout,
     )
+
+
+class _Wait:
+    """One wait for admission, the same for threads and tasks: ``step`` tries again under
+    the state's mutex and says how long to wait; the drivers only do the waiting.
+
+    The waiter is armed (its event cleared, or a new future made) inside the mutexed
+    step, and wake-ups happen only under that mutex, so none is lost between a step
+    and the wait that follows it.
+    """
+
+    __slots__ = ("state", "cost", "timeout", "deadline", "clock", "waiter")
+
+    def __init__(self, state: LimitState, cost: Cost, timeout: float | None, clock: Callable[[], float], waiter: Any) -> None:
+        self.state = state
+        self.cost = cost
+        self.timeout = timeout
+        self.deadline = None if timeout is None else clock() + timeout
+        self.clock = clock
+        self.waiter = waiter
+
+    def step(self) -> Admission | float:
+        """The admission, or the seconds to wait (``INF``: until woken); a timeout past the deadline."""
+        state, waiter = self.state, self.waiter
+        with state.mutex:
+            now = self.clock()
+            got = state.attempt(now, self.cost, waiter)
+            if isinstance(got, Admission):
+                _wake_head(state)
+                return got
+            deadline = self.deadline
+            if deadline is not None:
+                if now >= deadline:
+                    state.abandon(waiter)
+                    _wake_head(state)
+                    raise _timeout_error(state, self.cost, self.timeout, now)
+                got = min(got, deadline - now)
+            waiter.arm()
+            return got
+
+    def leave(self) -> None:
+        """Interrupted (or timed out): leave the queue and let the next one in."""
+        state = self.state
+        with state.mutex:
+            if self.waiter.queued:
+                state.abandon(self.waiter)
+                _wake_head(state)
 
 
 class MemoryLimitStore(LimitStore):
@@ -297,41 +380,52 @@ class MemoryLimitStore(LimitStore):
                     state = self._states[spec.name] = LimitState(spec)
         return state
 
-    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
+    def acquire(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Admission:
         state = self._state(spec)
-        clock = self._clock
         admitted = self._first_try(state, cost, timeout)
         if admitted is not None:
             return admitted
-        deadline = None if timeout is None else clock() + timeout
         waiter = _SyncWaiter()
+        plan = _Wait(state, cost, timeout, self._clock, waiter)
         try:
             while True:
-                with state.mutex:
-                    waiter.event.clear()
-                    now = clock()
-                    got = state.attempt(now, cost, waiter)
-                    if isinstance(got, Admission):
-                        _wake_head(state)
-                        return got
-                    if deadline is not None:
-                        if now >= deadline:
-                            state.abandon(waiter)
-                            _wake_head(state)
-                            raise _timeout_error(state, cost, timeout, now)
-                        got = min(got, deadline - now)
+                got = plan.step()
+                if isinstance(got, Admission):
+                    return got
                 waiter.event.wait(None if got == INF else got)
         except BaseException:
-            with state.mutex:  # interrupted: leave the queue, let the next one in
-                if waiter.queued:
-                    state.abandon(waiter)
-                    _wake_head(state)
+            plan.leave()
             raise
 
-    def admit_now(self, spec: LimitSpec, cost: int) -> Admission | None:
+    async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Admission:
+        state = self._state(spec)
+        admitted = self._first_try(state, cost, timeout)
+        if admitted is not None:
+            return admitted
+        loop = asyncio.get_running_loop()
+        waiter = _AsyncWaiter(loop)
+        plan = _Wait(state, cost, timeout, self._clock, waiter)
+        try:
+            while True:
+                got = plan.step()
+                if isinstance(got, Admission):
+                    return got
+                future = waiter.future
+                assert future is not None
+                timer = None if got == INF else loop.call_later(got, _resolve, future)
+                try:
+                    await future
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        except BaseException:
+            plan.leave()
+            raise
+
+    def admit_now(self, spec: LimitSpec, cost: Cost) -> Admission | None:
         return self._first_try(self._state(spec), cost, None)
 
-    def _first_try(self, state: LimitState, cost: int, timeout: float | None) -> Admission | None:
+    def _first_try(self, state: LimitState, cost: Cost, timeout: float | None) -> Admission | None:
         """An admission if one fits right now (without queueing); with ``timeout == 0``,
         not fitting is a timeout at once."""
         with state.mutex:
@@ -343,44 +437,6 @@ class MemoryLimitStore(LimitStore):
                 raise _timeout_error(state, cost, timeout, now)
         return None
 
-    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> Admission:
-        state = self._state(spec)
-        clock = self._clock
-        admitted = self._first_try(state, cost, timeout)
-        if admitted is not None:
-            return admitted
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else clock() + timeout
-        waiter = _AsyncWaiter(loop)
-        try:
-            while True:
-                with state.mutex:
-                    now = clock()
-                    got = state.attempt(now, cost, waiter)
-                    if isinstance(got, Admission):
-                        waiter.future = None
-                        _wake_head(state)
-                        return got
-                    if deadline is not None:
-                        if now >= deadline:
-                            state.abandon(waiter)
-                            _wake_head(state)
-                            raise _timeout_error(state, cost, timeout, now)
-                        got = min(got, deadline - now)
-                    waiter.future = future = loop.create_future()
-                timer = None if got == INF else loop.call_later(got, _resolve, future)
-                try:
-                    await future
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-        except BaseException:
-            with state.mutex:
-                if waiter.queued:
-                    state.abandon(waiter)
-                    _wake_head(state)
-            raise
-
     def release(self, spec: LimitSpec, grant: Any) -> None:
         if not grant.slot:
             return
@@ -389,16 +445,27 @@ class MemoryLimitStore(LimitStore):
             state.release(grant)
             _wake_head(state)
 
-    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
+    def report(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
         state = self._state(spec)
         with state.mutex:
             state.report(grant, actual, self._clock())
             _wake_head(state)
 
-    def charge(self, spec: LimitSpec, cost: int) -> None:
+    def charge(self, spec: LimitSpec, cost: Cost) -> None:
         state = self._state(spec)
         with state.mutex:
             state.charge(self._clock(), cost)
+
+    def backoff(self, spec: LimitSpec, seconds: float) -> None:
+        state = self._state(spec)
+        with state.mutex:
+            state.backoff(self._clock(), seconds)
+
+    def observe(self, spec: LimitSpec, report: ProviderReport) -> None:
+        state = self._state(spec)
+        with state.mutex:
+            state.observe(self._clock(), report)
+            _wake_head(state)  # a cap may have been lifted
 
     def usage(self, spec: LimitSpec) -> LimitUsage:
         state = self._state(spec)

@@ -24,13 +24,15 @@ import logging
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import CoordinationTimeoutError
-from ..limit_store import LimitSpec, LimitStore, LimitUsage
+from ..limit_store import DIMENSIONS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from ..provider_headers import ProviderReport
 from .memory_limits import SLICES
 from .redis_conn import Link, backend_error
-from .redis_limits_lua import ABANDON, ACQUIRE, CHARGE, RELEASE, RENEW, REPORT, USAGE
+from .redis_limits_lua import ABANDON, ACQUIRE, BACKOFF, CHARGE, OBSERVE, RELEASE, RENEW, REPORT, USAGE
 from .redis_lua import Script
 
 if TYPE_CHECKING:
@@ -46,6 +48,10 @@ POLL = 1.0
 WAITER_TTL = 5.0
 #: the last stretch of a known wait, slept exactly rather than blocked on Redis
 FINE = 0.15
+
+# the steps an admission plan asks its driver for: run a script, block on a key, sleep
+_RUN, _BLOCK, _SLEEP = "run", "block", "sleep"
+Plan = Generator[tuple[Any, ...], Any, "RedisAdmission"]
 
 
 def _cancelling() -> bool:
@@ -67,7 +73,7 @@ class RedisAdmission:
 
     __slots__ = ("token", "at", "cost", "stamps", "slot")
 
-    def __init__(self, token: str, at: float, cost: int, stamps: list[str], slot: bool) -> None:
+    def __init__(self, token: str, at: float, cost: Cost, stamps: list[str], slot: bool) -> None:
         self.token = token
         self.at = at
         self.cost = cost
@@ -77,12 +83,40 @@ class RedisAdmission:
 
 def _spec_args(spec: LimitSpec) -> list[Any]:
     """The limit's shape as script arguments: concurrency, rate count, then per rate
-    (limit, period µs, weighted, slice µs)."""
+    (limit, period µs, dimension 1-4, slice µs)."""
     args: list[Any] = [spec.concurrency or 0, len(spec.windows)]
-    for rate, weighted in spec.windows:
+    for rate, dimension in spec.windows:
         period = int(round(rate.period * 1_000_000))
-        args += [rate.limit, period, 1 if weighted else 0, max(1, period // SLICES)]
+        args += [rate.limit, period, dimension + 1, max(1, period // SLICES)]
     return args
+
+
+def _us(seconds: float | None) -> int:
+    return -1 if seconds is None else int(seconds * 1_000_000)
+
+
+def _observe_args(report: ProviderReport) -> list[Any]:
+    """What the provider said as script arguments: retry µs, then per dimension limit, remaining, reset µs."""
+    args: list[Any] = [_us(report.retry_after)]
+    for dimension in DIMENSIONS:
+        said = report.get(dimension)
+        if said is None:
+            args += [-1, -1, -1]
+        else:
+            args += [-1 if said.limit is None else said.limit, -1 if said.remaining is None else said.remaining, _us(said.reset)]
+    return args
+
+
+def _word(dimension: str, raw: Any) -> ProviderWord | None:
+    """A provider's word stored as ``limit|remaining|reset µs|said µs``."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    if not text:
+        return None
+    limit, remaining, reset, said = (int(v) for v in text.split("|"))
+    return ProviderWord(
+        dimension, None if limit < 0 else limit, None if remaining < 0 else remaining,
+        None if reset < 0 else reset / 1_000_000, said / 1_000_000,
+    )
 
 
 def _ttl_ms(spec: LimitSpec, lease: float) -> int:
@@ -173,12 +207,12 @@ class RedisLimitStore(LimitStore):
                     raise self._error(again, doing) from again
             raise self._error(exc, doing) from exc
 
-    def _acquire_args(self, spec: LimitSpec, token: str, cost: int, wait: bool) -> list[Any]:
+    def _acquire_args(self, spec: LimitSpec, token: str, cost: Cost, wait: bool) -> list[Any]:
         base, shape, ttl = self._shape(spec)
         lease_us = int(self._lease() * 1_000_000)
-        return [base, ttl, token, cost, "wait" if wait else "try", lease_us, int(WAITER_TTL * 1_000_000), *shape]
+        return [base, ttl, token, "wait" if wait else "try", lease_us, int(WAITER_TTL * 1_000_000), *cost, *shape]
 
-    def _admitted(self, spec: LimitSpec, token: str, cost: int, reply: list[Any]) -> RedisAdmission:
+    def _admitted(self, spec: LimitSpec, token: str, cost: Cost, reply: list[Any]) -> RedisAdmission:
         stamps = [s.decode() if isinstance(s, bytes) else str(s) for s in reply[2:]]
         grant = RedisAdmission(token, int(reply[1]) / 1_000_000, cost, stamps, spec.concurrency is not None)
         if grant.slot:
@@ -187,13 +221,13 @@ class RedisLimitStore(LimitStore):
             self._ensure_renewer()
         return grant
 
-    def _timeout(self, spec: LimitSpec, cost: int, timeout: float | None) -> CoordinationTimeoutError:
+    def _timeout(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> CoordinationTimeoutError:
         try:
             now = f"; now {self.usage(spec).describe()}"
         except Exception:
             now = ""
         return CoordinationTimeoutError(
-            f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost} within {timeout}s{now}",
+            f"limit {spec.name!r} ({spec.describe()}) did not admit cost {cost.describe()} within {timeout}s{now}",
             resource=spec.name,
             timeout=timeout,
         )
@@ -219,72 +253,75 @@ class RedisLimitStore(LimitStore):
             wait = min(wait, left)
         return max(wait, 0.001), block  # BLPOP's 0 would mean forever
 
-    # -- acquiring -------------------------------------------------------------------
-    def acquire(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
-        token = secrets.token_hex(8)
+    # -- acquiring: one plan, a sync and an async driver ----------------------------------
+    def _plan(self, spec: LimitSpec, token: str, cost: Cost, timeout: float | None) -> Plan:
+        """The steps of one admission: it yields what to do (run a script, block on the wake
+        key, sleep) and is sent the script replies; it returns the admission. The drivers
+        only do the I/O; leaving the queue on an interruption is theirs too."""
         doing = f"admitting to limit {spec.name!r}"
-        try:
-            reply = self._run(ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
+        reply = yield (_RUN, ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
+        if int(reply[0]) == 1:
+            return self._admitted(spec, token, cost, reply)
+        if timeout == 0:
+            raise self._timeout(spec, cost, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wake = f"{self._shape(spec)[0]}:k:{token}"
+        while True:
+            pause = self._pause(reply, deadline)
+            if pause is None:
+                yield (_RUN, ABANDON, self._abandon_args(spec, token), f"leaving the queue of limit {spec.name!r}")
+                raise self._timeout(spec, cost, timeout)
+            yield (_BLOCK, wake, pause[0], f"waiting for limit {spec.name!r}") if pause[1] else (_SLEEP, pause[0])
+            reply = yield (_RUN, ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
             if int(reply[0]) == 1:
                 return self._admitted(spec, token, cost, reply)
-            if timeout == 0:
-                raise self._timeout(spec, cost, timeout)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            wake = f"{self._shape(spec)[0]}:k:{token}"
+
+    def acquire(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> RedisAdmission:
+        token = secrets.token_hex(8)
+        plan = self._plan(spec, token, cost, timeout)
+        try:
+            step = next(plan)
             while True:
-                pause = self._pause(reply, deadline)
-                if pause is None:
-                    self._abandon(spec, token)
-                    raise self._timeout(spec, cost, timeout)
-                try:
-                    if pause[1]:
-                        self._block(wake, pause[0], f"waiting for limit {spec.name!r}")
+                kind = step[0]
+                if kind is _RUN:
+                    step = plan.send(self._run(step[1], step[2], step[3]))
+                else:
+                    if kind is _BLOCK:
+                        self._block(step[1], step[2], step[3])
                     else:
-                        time.sleep(pause[0])
-                except Exception as exc:
-                    raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
-                reply = self._run(ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
-                if int(reply[0]) == 1:
-                    return self._admitted(spec, token, cost, reply)
+                        time.sleep(step[1])
+                    step = plan.send(None)
+        except StopIteration as done:
+            return cast(RedisAdmission, done.value)
         except CoordinationTimeoutError:
             raise
         except BaseException:  # interrupted or failed while queued: leave the queue
             self._abandon_quietly(spec, token)
             raise
 
-    async def acquire_async(self, spec: LimitSpec, cost: int, timeout: float | None) -> RedisAdmission:
+    async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> RedisAdmission:
         token = secrets.token_hex(8)
-        doing = f"admitting to limit {spec.name!r}"
+        plan = self._plan(spec, token, cost, timeout)
         try:
-            reply = await self._arun(ACQUIRE, self._acquire_args(spec, token, cost, timeout != 0), doing)
-            if int(reply[0]) == 1:
-                return self._admitted(spec, token, cost, reply)
-            if timeout == 0:
-                raise self._timeout(spec, cost, timeout)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            wake = f"{self._shape(spec)[0]}:k:{token}"
+            step = next(plan)
             while True:
-                pause = self._pause(reply, deadline)
-                if pause is None:
-                    await self._arun(ABANDON, self._abandon_args(spec, token), f"leaving the queue of limit {spec.name!r}")
-                    raise self._timeout(spec, cost, timeout)
+                kind = step[0]
+                if kind is _RUN:
+                    step = plan.send(await self._arun(step[1], step[2], step[3]))
+                    continue
                 try:
-                    if pause[1]:
-                        await self.b.async_client().blpop([wake], timeout=pause[0])
+                    if kind is _BLOCK:
+                        await self.b.async_client().blpop([step[1]], timeout=step[2])
                     else:
-                        await asyncio.sleep(pause[0])
+                        await asyncio.sleep(step[1])
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
                 _raise_if_cancelling()
-                reply = await self._arun(ACQUIRE, self._acquire_args(spec, token, cost, True), doing)
-                if int(reply[0]) == 1:
-                    grant = self._admitted(spec, token, cost, reply)
-                    if _cancelling():  # cancelled as the reply came: give the admission back
-                        await self._give_back(spec, grant)
-                        raise asyncio.CancelledError()
-                    return grant
+                step = plan.send(None)
+        except StopIteration as done:
+            grant = cast(RedisAdmission, done.value)
         except CoordinationTimeoutError:
             raise
         except BaseException:
@@ -292,22 +329,32 @@ class RedisLimitStore(LimitStore):
             # the cancellation of this task cannot cut the clean-up short
             threading.Thread(target=self._abandon_quietly, args=(spec, token), daemon=True).start()
             raise
+        if _cancelling():  # cancelled as the reply came: give the admission back
+            await self._give_back(spec, grant)
+            raise asyncio.CancelledError()
+        return grant
 
     async def _give_back(self, spec: LimitSpec, grant: RedisAdmission) -> None:
         """Undo an admission its waiter no longer wants: free the slot, uncount the cost
         (a requests rate keeps counting it: the safe side)."""
         try:
-            if spec.rates:
-                await self._arun(REPORT, [*self._report_args(spec, grant, -grant.cost)], "giving back an admission")
+            args = self._report_args(spec, grant, Cost(0, grant.cost.requests, 0, 0))
+            if args is not None:
+                await self._arun(REPORT, args, "giving back an admission")
             if grant.slot:
                 grant.slot = False
                 await self._arun(RELEASE, self._release_args(spec, grant), "giving back an admission")
         except Exception:
             logger.warning("could not give back an admission of limit %r after a cancellation", spec.name)
 
-    def _report_args(self, spec: LimitSpec, grant: RedisAdmission, delta: int) -> list[Any]:
+    def _report_args(self, spec: LimitSpec, grant: RedisAdmission, actual: Cost) -> list[Any] | None:
+        """The arguments of ``REPORT`` changing ``grant``'s cost to ``actual`` (None: nothing to change)."""
+        delta = [new - old for new, old in zip(actual, grant.cost)]
+        grant.cost = actual
+        if not any(delta[dimension] for _, dimension in spec.windows):
+            return None
         base, shape, ttl = self._shape(spec)
-        return [base, ttl, delta, *shape, *grant.stamps]
+        return [base, ttl, *delta, *shape, *grant.stamps]
 
     def _abandon_args(self, spec: LimitSpec, token: str) -> list[Any]:
         base, _, ttl = self._shape(spec)
@@ -339,25 +386,50 @@ class RedisLimitStore(LimitStore):
             grant.slot = False
             await self._arun(RELEASE, self._release_args(spec, grant), f"releasing a slot of limit {spec.name!r}")
 
-    def report(self, spec: LimitSpec, grant: Any, actual: int) -> None:
-        delta, grant.cost = actual - grant.cost, actual
-        if delta and spec.rates:
-            self._run(REPORT, self._report_args(spec, grant, delta), f"reporting the cost to limit {spec.name!r}")
+    def report(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
+        args = self._report_args(spec, grant, actual)
+        if args is not None:
+            self._run(REPORT, args, f"reporting the cost to limit {spec.name!r}")
 
-    async def report_async(self, spec: LimitSpec, grant: Any, actual: int) -> None:
-        delta, grant.cost = actual - grant.cost, actual
-        if delta and spec.rates:
-            await self._arun(REPORT, self._report_args(spec, grant, delta), f"reporting the cost to limit {spec.name!r}")
+    async def report_async(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
+        args = self._report_args(spec, grant, actual)
+        if args is not None:
+            await self._arun(REPORT, args, f"reporting the cost to limit {spec.name!r}")
 
-    def charge(self, spec: LimitSpec, cost: int) -> None:
+    def charge(self, spec: LimitSpec, cost: Cost) -> None:
         base, shape, ttl = self._shape(spec)
-        self._run(CHARGE, [base, ttl, cost, *shape], f"charging limit {spec.name!r}")
+        self._run(CHARGE, [base, ttl, *cost, *shape], f"charging limit {spec.name!r}")
+
+    # -- what the provider said: a gate on the server, in server time ----------------------
+    def _backoff_args(self, spec: LimitSpec, seconds: float) -> list[Any]:
+        base, _, ttl = self._shape(spec)
+        return [base, ttl, _us(seconds)]
+
+    def backoff(self, spec: LimitSpec, seconds: float) -> None:
+        self._run(BACKOFF, self._backoff_args(spec, seconds), f"backing off limit {spec.name!r}")
+
+    async def backoff_async(self, spec: LimitSpec, seconds: float) -> None:
+        await self._arun(BACKOFF, self._backoff_args(spec, seconds), f"backing off limit {spec.name!r}")
+
+    def _observe_args(self, spec: LimitSpec, report: ProviderReport) -> list[Any]:
+        base, _, ttl = self._shape(spec)
+        return [base, ttl, *_observe_args(report)]
+
+    def observe(self, spec: LimitSpec, report: ProviderReport) -> None:
+        self._run(OBSERVE, self._observe_args(spec, report), f"recording what the provider said to limit {spec.name!r}")
+
+    async def observe_async(self, spec: LimitSpec, report: ProviderReport) -> None:
+        await self._arun(OBSERVE, self._observe_args(spec, report), f"recording what the provider said to limit {spec.name!r}")
 
     def usage(self, spec: LimitSpec) -> LimitUsage:
         base, shape, ttl = self._shape(spec)
         reply = self._run(USAGE, [base, ttl, *shape], f"reading limit {spec.name!r}")
-        used = tuple((rate, weighted, int(total)) for (rate, weighted), total in zip(spec.windows, reply[2:]))
-        return LimitUsage(spec.name, used, int(reply[0]), int(reply[1]))
+        windows = tuple(
+            WindowUsage(DIMENSIONS[dimension], rate, int(total)) for (rate, dimension), total in zip(spec.windows, reply[8:])
+        )
+        words = tuple(w for w in (_word(d, raw) for d, raw in zip(DIMENSIONS, reply[4:8])) if w is not None)
+        backoff, now = int(reply[2]) / 1_000_000, int(reply[3]) / 1_000_000
+        return LimitUsage(spec.name, windows, int(reply[0]), int(reply[1]), backoff, words, now)
 
     # -- leases of held slots ----------------------------------------------------------
     def _ensure_renewer(self) -> None:
