@@ -188,6 +188,7 @@ _JS = """
   });
   document.addEventListener('mousemove', function (e) { if (tip.style.display === 'block') place(e); });
   document.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
+  document.body.setAttribute('data-ready', 'true');
 })();
 """
 
@@ -215,9 +216,10 @@ class _Page:
                 self.by_run.setdefault(span.run_id, []).append(span)
 
     def pos(self, span: SpanRecord) -> str:
+        """The bar's ``data-duration`` (seconds) and its place as a ``style``."""
         left = (span.start - self.t0) / self.total * 100
-        width = max(span.end - span.start, 0.0) / self.total * 100
-        return f"left:{left:.4f}%;width:{width:.4f}%"
+        seconds = max(span.end - span.start, 0.0)
+        return f'data-duration="{seconds:.6f}" style="left:{left:.4f}%;width:{seconds / self.total * 100:.4f}%'
 
     def tip(self, span: SpanRecord) -> str:
         at = f"+{_fmt(span.start - self.t0)}"
@@ -253,7 +255,7 @@ class _Page:
             outcome = span.outcome or "complete"
             out = (
                 f'<div class="bar run {_attr(outcome)}" data-kind="run" data-outcome="{_attr(outcome)}" '
-                f'data-run="{_attr(span.run_id or "")}" style="{self.pos(span)}" data-tip="{tip}"></div>'
+                f'data-run="{_attr(span.run_id or "")}" {self.pos(span)}" data-tip="{tip}"></div>'
             )
             mark = _OUTCOME_MARK.get(outcome)
             if mark:
@@ -265,7 +267,7 @@ class _Page:
         extra = f" {_attr(span.outcome)}" if state == "wait" and span.outcome and span.outcome != "granted" else ""
         return (
             f'<div class="bar {state}{extra}" data-kind="{span.kind}" data-resource="{_attr(key)}" '
-            f'style="{self.pos(span)};background-color:{self.colours[key]}" data-tip="{tip}"></div>'
+            f'{self.pos(span)};background-color:{self.colours[key]}" data-tip="{tip}"></div>'
         )
 
     def summary(self) -> str:

@@ -58,7 +58,7 @@ def demo_like_spans() -> list[SpanRecord]:
     spans += _run("summarizer", "z9-0001", 0.05, 0.04, 0.02, "tokens", 0, family="limit", thread="Thread-9")
     spans.append(_span("lock_wait", "researcher", "r7-0007", "openai_api", 0.02, 0.09, outcome="cancelled", thread="Thread-7"))
     spans.append(_span("run", "researcher", "r7-0007", None, 0.02, 0.09, outcome="cancelled", error="CancelledError", thread="Thread-7"))
-    return sorted(spans, key=lambda s: s.start)
+    return sorted(spans, key=lambda s: (s.start, s.end))
 
 
 def emit(spans: list[SpanRecord]) -> None:
