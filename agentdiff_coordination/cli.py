@@ -64,8 +64,8 @@ class _Opened:
     def __enter__(self) -> Backend:
         from .core.config import backend_from_url, get_backend
 
-        if _is_memory(self.url):
-            current = get_backend()
+        if _is_memory(self.url) and _is_memory(os.environ.get(ENV_BACKEND) or "memory://"):
+            current = get_backend()  # memory unless the program configured another
             if _is_memory(current.url):
                 return current
         self.made = backend_from_url(self.url)
