@@ -193,6 +193,11 @@ def purge_dead_letters(backend: Backend) -> int:
     return len(dead_letters(clear=True))
 
 
+def _shown(backend: Backend) -> str:
+    """The backend's URL without its password."""
+    return str(getattr(backend, "safe_url", None) or backend.url)
+
+
 def _method(backend: Backend, name: str) -> Callable[[], Any]:
     method = getattr(backend, name, None)
     if not callable(method):
@@ -208,13 +213,14 @@ def _dead_letters(args: argparse.Namespace, out: TextIO) -> int:
         if args.replay or args.purge:
             done = replay_dead_letters(backend) if args.replay else purge_dead_letters(backend)
             verb = "replayed" if args.replay else "purged"
-            print(json.dumps({verb: done}) if args.json else f"{verb} {done} dead letter(s) on {backend.url}", file=out)
+            print(json.dumps({verb: done}) if args.json else f"{verb} {done} dead letter(s) on {_shown(backend)}", file=out)
             return 0
         letters = list_dead_letters(backend)
+        shown = _shown(backend)
     if args.json:
         print(json.dumps(letters, indent=2, default=repr), file=out)
         return 0
-    print(f"{len(letters)} dead letter(s) on {url}", file=out)
+    print(f"{len(letters)} dead letter(s) on {shown}", file=out)
     for n, d in enumerate(letters, 1):
         print(f"  #{n} {d.get('event')} (id {d.get('id')}) handler {d.get('handler')}, "
               f"{d.get('attempts', '?')} attempt(s)", file=out)

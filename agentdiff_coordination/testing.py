@@ -52,9 +52,12 @@ def isolated(backend: Backend | str = "memory://", *, drain_timeout: float = 5.0
 
 
 class _Recording(Subscription):
-    """Records matching events on the emitter's thread, in emit order (no handler thread)."""
+    """Records matching events on the emitter's thread, in emit order (no handler thread).
+    On a shared backend it reads the stream like a ``wait_for`` does: every event of the
+    fleet after it started, on the backend's reader thread."""
 
     __slots__ = ("_recorder",)
+    kind = "waiter"
 
     def __init__(self, pattern: str, recorder: EventRecorder) -> None:
         super().__init__(pattern, None, group=f"recorder:{pattern}")
