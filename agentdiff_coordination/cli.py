@@ -113,7 +113,8 @@ def _draw(plain: Callable[[Any], str], snapshot: Any) -> str:
     console = console_module.Console(record=True, file=open(os.devnull, "w"), width=max(100, _columns()))  # noqa: SIM115
     console.print(rich_status(snapshot))
     console.file.close()
-    return str(console.export_text(styles=sys.stdout.isatty())).rstrip()
+    text = str(console.export_text(styles=sys.stdout.isatty()))
+    return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
 
 
 def _columns() -> int:

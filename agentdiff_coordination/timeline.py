@@ -124,6 +124,8 @@ def _ticks(total: float) -> list[float]:
 
 
 def _fmt(seconds: float) -> str:
+    if seconds <= 0:
+        return "0 ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms" if seconds >= 0.0095 else f"{seconds * 1000:.1f} ms"
     return f"{seconds:.2f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
