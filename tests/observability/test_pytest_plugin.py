@@ -75,9 +75,11 @@ def test_fixtures_give_each_test_a_clean_state_and_an_event_recorder(pytester: p
     reason="testing.isolated() keeps the call chain's held-locks context variable: the next test re-enters "
     "a stale grant of the old backend (core fix: reset it in isolated())",
 )
-def test_a_lock_a_test_left_held_does_not_leak_into_the_next(pytester: pytest.Pytester) -> None:
+def test_a_lock_a_test_left_held_does_not_leak_into_the_next(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(test_leak=LEAKED_LOCK)
-    pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider", "-q").assert_outcomes(passed=2)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # in a process of its own: the leak stays there
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)
 
 
 def test_the_option_is_listed_in_help(pytester: pytest.Pytester) -> None:
