@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from .core import limits, plugins
+from .core import limits, locks, plugins
 from .core.backends.base import Backend
 from .core.errors import CoordinationTimeoutError
 from .core.records import Ack, Event, SubscriptionSpec
@@ -38,6 +38,7 @@ def reset() -> None:
     subscription, dead letter and declared limit dropped, the backend closed, the settings
     and the plugins forgotten. The one reset the test suites use."""
     RUNTIME.reset()
+    locks.forget_held()
     limits.forget_declarations()
     plugins.reset_plugins()
 
@@ -58,12 +59,16 @@ def isolated(backend: Backend | str = "memory://", *, drain_timeout: float = 5.0
             if id(sub) not in before:
                 bus.remove(sub)
         RUNTIME.reset_backend()
+        locks.forget_held()  # a lock the test left held must not leak into the next one
 
 
 class _Recording(SubscriptionSpec):
-    """Records matching events on the emitter's thread, in emit order (no handler thread)."""
+    """Records matching events on the emitter's thread, in emit order (no handler thread).
+    On a shared backend it reads the stream like a ``wait_for`` does: every event of the
+    fleet after it started, on the backend's reader thread."""
 
     __slots__ = ("_recorder",)
+    kind = "waiter"
 
     def __init__(self, pattern: str, recorder: EventRecorder) -> None:
         super().__init__(pattern, f"recorder:{pattern}")

@@ -11,6 +11,8 @@ process and gives it what it needs: the backend in force and the settings.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from .errors import CoordinationError
 from .handlers import HandlerRunner, in_handler
 from .records import Ack, DeadLetter, Event, SubscriptionSpec, new_event_id
 from .settings import Settings
+from .snapshots import ConsumerStatus, EventsStatus
 from .subscriptions import Subscription
 from .validation import check_name
 
@@ -179,6 +182,14 @@ class Bus:
 
     def dead_letters(self, clear: bool = False) -> list[DeadLetter]:
         return self._runner.dead_letters(clear)
+
+    def events_status(self) -> EventsStatus:
+        """Pending deliveries, dead letters, and each handler subscription's queue here."""
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        consumers = tuple(
+            ConsumerStatus(sub.group, me, len(sub.queue), None) for sub in self.subscriptions() if isinstance(sub, Subscription)
+        )
+        return EventsStatus(self._pending, len(self.dead_letters()), consumers)
 
     # -- waiting -----------------------------------------------------------------
     @property

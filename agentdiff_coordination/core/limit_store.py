@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .provider_headers import ProviderReport
+from .snapshots import LimitStatus, RateUse
 from .rates import Rate
 
 __all__ = [
@@ -334,6 +335,24 @@ class LimitStore(ABC):
     @abstractmethod
     def usage(self, spec: LimitSpec) -> LimitUsage:
         """A snapshot of the limit's state."""
+
+    def specs(self) -> tuple[LimitSpec, ...]:
+        """The limits this store keeps state for (what ``statuses`` shows)."""
+        return ()
+
+    def statuses(self) -> tuple[LimitStatus, ...]:
+        """Each kept limit as the status snapshot shows it: every rate's use, holders, waiters."""
+        out = []
+        for spec in sorted(self.specs(), key=lambda s: s.name):
+            usage = self.usage(spec)
+            rates = [
+                RateUse(str(w.rate) + ("" if w.dimension == "tokens" else f" {w.dimension}"), w.used, w.rate.limit)
+                for w in usage.windows
+            ]
+            if spec.concurrency is not None:
+                rates.append(RateUse("concurrency", usage.holders, spec.concurrency))
+            out.append(LimitStatus(spec.name, tuple(rates), usage.holders, usage.waiting))
+        return tuple(out)
 
     def close(self) -> None:
         """Release connections and threads."""

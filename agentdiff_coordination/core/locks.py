@@ -26,7 +26,7 @@ from .records import LockGrant
 from .runtime import RUNTIME
 from .validation import check_decorator_name, check_name, check_timeout
 
-__all__ = ["Lock", "acquire_async", "acquire_sync", "held_grants", "lock", "normalize_names", "release_async", "release_sync"]
+__all__ = ["Lock", "acquire_async", "acquire_sync", "forget_held", "held_grants", "lock", "normalize_names", "release_async", "release_sync"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,6 +198,11 @@ async def release_async(owner: object) -> None:
             error = error or exc
     if error is not None:
         raise error
+
+
+def forget_held() -> None:
+    """Forget what this context holds (tests: a lock a test left held must not leak)."""
+    _held_set(None)
 
 
 def held_grants() -> dict[str, LockGrant]:

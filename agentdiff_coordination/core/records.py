@@ -132,11 +132,15 @@ class LockGrant:
         """The error that ended this grant early (a lost lease), or None while it is good."""
         return None
 
+    def thread_name(self) -> str:
+        """The name of the thread that took the grant (its id when it has ended)."""
+        thread = threading._active.get(self.thread)  # type: ignore[attr-defined]
+        return thread.name if thread is not None else f"thread id {self.thread}"
+
     def describe(self) -> str:
         """Who holds this grant, for error messages."""
         who = repr(self.holder) if self.holder else "an anonymous holder"
-        thread = threading._active.get(self.thread)  # type: ignore[attr-defined]
-        where = f"thread {thread.name!r}" if thread is not None else f"thread id {self.thread}"
+        where = f"thread {self.thread_name()!r}"
         held_for = time.monotonic() - self.acquired_at
         return f"{who} ({where}, held for {held_for:.3f}s, fencing {self.fencing})"
 

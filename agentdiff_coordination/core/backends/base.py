@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LeaseLostError, LockNotHeldError
 from ..records import BackendStatistics, Event, LockGrant, SubscriptionSpec
+from ..snapshots import EventsStatus, Status
 
 if TYPE_CHECKING:
     from ..limit_store import LimitStore
@@ -43,6 +44,9 @@ class EventSink(Protocol):
 
     def subscriptions(self) -> list[SubscriptionSpec]:
         """This process's subscriptions (a forked child subscribes them again)."""
+
+    def events_status(self) -> EventsStatus:
+        """This process's side of the events: pending deliveries, dead letters, consumers."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class _NoSink:
 
     def subscriptions(self) -> list[SubscriptionSpec]:
         return []
+
+    def events_status(self) -> EventsStatus:
+        return EventsStatus(0, 0, ())
 
 
 class Backend(ABC):
@@ -179,3 +186,7 @@ class Backend(ABC):
     def statistics(self) -> BackendStatistics:
         """Counters for tests and diagnostics (names held, waiters, ...)."""
         return BackendStatistics()
+
+    def snapshot(self) -> Status:
+        """Every lock, limit and event stream of this backend, now (``status()``)."""
+        raise NotImplementedError(f"{type(self).__name__} ({self.url or 'no URL'}) cannot report its status")

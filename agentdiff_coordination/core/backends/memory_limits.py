@@ -467,6 +467,10 @@ class MemoryLimitStore(LimitStore):
             state.observe(self._clock(), report)
             _wake_head(state)  # a cap may have been lifted
 
+    def specs(self) -> tuple[LimitSpec, ...]:
+        with self._lock:
+            return tuple(state.spec for state in self._states.values())
+
     def usage(self, spec: LimitSpec) -> LimitUsage:
         state = self._state(spec)
         with state.mutex:

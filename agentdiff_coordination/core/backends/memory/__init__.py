@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import socket
 import threading
+import time
 import warnings
 import weakref
 from collections import deque
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import CoordinationTimeoutError, LockNotHeldError
 from ...records import BackendStatistics, Event, LockGrant
+from ...snapshots import HolderInfo, LockStatus, Status
 from ..base import Backend
 
 if TYPE_CHECKING:
@@ -295,3 +298,21 @@ class MemoryBackend(Backend):
             return BackendStatistics(
                 locks_held=len(self._grants), lock_waiters=sum(len(q) for q in self._queues.values())
             )
+
+    def snapshot(self) -> Status:
+        """This process's locks (holder, fencing, how long, waiters), limits and events."""
+        host, pid, now = socket.gethostname(), os.getpid(), time.monotonic()
+        with self._mutex:
+            grants = dict(self._grants)
+            waiting = {name: sum(not w.cancelled for w in queue) for name, queue in self._queues.items()}
+        locks = []
+        for name in sorted(set(grants) | set(waiting)):
+            grant = grants.get(name)
+            holder = None
+            if grant is not None:
+                holder = HolderInfo(host, pid, grant.thread_name(), None, grant.holder)
+            held_for = None if grant is None else max(now - grant.acquired_at, 0.0)
+            locks.append(LockStatus(name, holder, None if grant is None else grant.fencing, held_for, None, waiting.get(name, 0)))
+        store = self._limit_store
+        limits = () if store is None else store.statuses()
+        return Status(self.url, tuple(locks), limits, self.sink.events_status())
