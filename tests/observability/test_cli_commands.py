@@ -147,7 +147,7 @@ def test_replay_hands_them_to_the_handler_again(failing: dict[str, bool], capsys
 
 
 def test_replay_refuses_when_the_handler_is_gone(failing: dict[str, bool], capsys: pytest.CaptureFixture[str]) -> None:
-    for sub in list(ac.core.events.bus().subscriptions()):
+    for sub in list(ac.core.runtime.RUNTIME.bus.subscriptions()):
         ac.unsubscribe(sub)
     assert main(["dead-letters", "--replay"]) == 1
     assert "no handler is subscribed for" in capsys.readouterr().err

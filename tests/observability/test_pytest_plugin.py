@@ -16,7 +16,7 @@ USERS_TESTS = '''
 import threading
 import pytest
 import agentdiff_coordination as ac
-from agentdiff_coordination.core.config import get_backend
+from agentdiff_coordination.core.runtime import get_backend
 
 seen_handlers = []
 
@@ -70,11 +70,6 @@ def test_fixtures_give_each_test_a_clean_state_and_an_event_recorder(pytester: p
     result.assert_outcomes(passed=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="testing.isolated() keeps the call chain's held-locks context variable: the next test re-enters "
-    "a stale grant of the old backend (core fix: reset it in isolated())",
-)
 def test_a_lock_a_test_left_held_does_not_leak_into_the_next(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(test_leak=LEAKED_LOCK)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # in a process of its own: the leak stays there
