@@ -59,8 +59,8 @@ async def _waiters(args: dict[str, Any]) -> None:
         tasks += [asyncio.create_task(one(wave)) for _ in range(args["per_wave"])]
         say("wave", wave=wave)
     done, pending = await asyncio.wait(tasks, timeout=args["cap"])
-    failed = [repr(t.exception()) for t in done if t.exception() is not None][:5]
-    say("served", served=served, waiting=len(pending), failed=failed)
+    errors = [repr(t.exception()) for t in done if t.exception() is not None]
+    say("served", served=served, waiting=len(pending), failed=len(errors), errors=errors[:3])
 
 
 ROLES = {"hold": hold, "waiters": waiters}
