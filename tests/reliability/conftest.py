@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +27,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, for tests that freeze, refuse or restart it."""
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        proc = server.proc
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)  # a frozen server must wake to stop
-        configure("memory://")  # close the backend that used it while it still answers
-        server.stop()
-
-
-@pytest.fixture
-def make_private_redis(tmp_path: Path) -> Iterator[type[RedisServer]]:
+def make_private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     """Start private servers with extra arguments: ``make_private_redis("--requirepass", "s")``."""
     started: list[RedisServer] = []
 
@@ -50,10 +36,16 @@ def make_private_redis(tmp_path: Path) -> Iterator[type[RedisServer]]:
         started.append(server)
         return server
 
-    yield make  # type: ignore[misc]
+    yield make
     configure("memory://")
     for server in started:
         proc = server.proc
         if proc is not None and proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
         server.stop()
+
+
+@pytest.fixture
+def private_redis(make_private_redis: Callable[..., RedisServer]) -> RedisServer:
+    """A redis-server of this test's own, for tests that freeze, refuse or restart it."""
+    return make_private_redis()

@@ -70,7 +70,9 @@ def test_an_unreachable_server_message_has_no_doubled_periods(prefix: str) -> No
 
 
 @pytest.mark.redis
-def test_a_server_that_wants_a_password_says_auth_is_required(make_private_redis: type[RedisServer], prefix: str) -> None:
+def test_a_server_that_wants_a_password_says_auth_is_required(
+    make_private_redis: Callable[..., RedisServer], prefix: str
+) -> None:
     server = make_private_redis("--requirepass", "s3cret")
     configure(with_prefix(server.url, prefix))  # no password in the URL
     error = error_of(lambda: take("guarded", timeout=3))

@@ -21,6 +21,19 @@ from .support import with_prefix
 LONE_SURROGATE = "\ud800"
 
 
+def handled_numbers(event: str) -> set[int]:
+    """The ``n`` of every ``event`` handled from now on (filled in by a handler)."""
+    seen: set[int] = set()
+    guard = threading.Lock()
+
+    @when(event)
+    def handler(data: dict[str, int]) -> None:
+        with guard:
+            seen.add(data["n"])
+
+    return seen
+
+
 @pytest.mark.parametrize(
     "data", [LONE_SURROGATE, {"text": LONE_SURROGATE}, ["ok", LONE_SURROGATE]], ids=["str", "in-dict", "in-list"]
 )
@@ -38,13 +51,7 @@ def test_an_event_that_cannot_be_encoded_is_refused_at_emit(backend: str, data: 
 @pytest.mark.redis
 def test_one_unencodable_event_costs_no_other_event(redis_url: str, prefix: str) -> None:
     configure(with_prefix(redis_url, prefix))
-    seen: set[int] = set()
-    lock = threading.Lock()
-
-    @when("good")
-    def handler(data: dict[str, int]) -> None:
-        with lock:
-            seen.add(data["n"])
+    seen = handled_numbers("good")
 
     def good(start: int) -> None:
         for n in range(start, start + 250):
@@ -69,13 +76,7 @@ def test_one_unencodable_event_costs_no_other_event(redis_url: str, prefix: str)
 def test_an_event_redis_refuses_is_delivered_or_reported_never_lost(private_redis: RedisServer, prefix: str) -> None:
     configure(with_prefix(private_redis.url, prefix))
     admin = redis.Redis(port=private_redis.port)
-    seen: set[int] = set()
-    lock = threading.Lock()
-
-    @when("good")
-    def handler(data: dict[str, int]) -> None:
-        with lock:
-            seen.add(data["n"])
+    seen = handled_numbers("good")
 
     ids: dict[int, str] = {}
     for n in range(500):
