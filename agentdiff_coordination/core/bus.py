@@ -25,7 +25,7 @@ from .records import Ack, DeadLetter, Event, SubscriptionSpec, new_event_id
 from .settings import Settings
 from .snapshots import ConsumerStatus, EventsStatus
 from .subscriptions import Subscription
-from .validation import check_name
+from .validation import check_encodable, check_name
 
 __all__ = ["Bus"]
 
@@ -48,6 +48,7 @@ class Bus:
         self._settings = settings
         self._mutex = threading.Lock()
         self._idle = threading.Condition(self._mutex)
+        self._room = threading.Condition(self._mutex)
         self._subs: list[SubscriptionSpec] = []
         self.listeners: dict[str, tuple[SubscriptionSpec, ...]] = {}
         self._pending = 0
@@ -138,6 +139,8 @@ class Bus:
         backend = self.attached or self.backend
         if not subs and not backend.shared and not (subs is None and self.matching(name)):
             return event_id
+        if data is not None:
+            check_encodable(name, data)
         backend.publish(Event(name, data, event_id, sender, time.time()))
         return event_id
 
@@ -149,6 +152,8 @@ class Bus:
     def deliver(self, sub: Subscription, event: Event, ack: Ack | None = None) -> None:
         """Queue one event for one handler subscription; it is counted until handled."""
         with self._mutex:
+            if self._pending >= self._max_pending:
+                self._wait_for_room(event, local=ack is None)
             self._pending += 1
             sub.queue.append((event, ack))
             if sub.running:
@@ -158,6 +163,23 @@ class Bus:
                 self._exit_hook = True
                 _register_exit_drain(self)
         self._runner.start(sub)
+
+    @property
+    def _max_pending(self) -> int:
+        return self._settings().max_pending
+
+    def _wait_for_room(self, event: Event, local: bool) -> None:
+        """Under the mutex, with ``max_pending`` deliveries waiting: wait until one is handled.
+        An event emitted here waits at most ``pending_timeout``, then ``emit`` raises; one read
+        from a shared backend waits as long as it takes (it is not acknowledged meanwhile)."""
+        s = self._settings()
+        timeout = s.pending_timeout if local else None
+        if not self._room.wait_for(lambda: self._pending < s.max_pending, timeout):
+            raise CoordinationError(
+                f"event {event.name!r} was not accepted: {self._pending} events are waiting for their handlers "
+                f"(max_pending={s.max_pending}) and none was handled within {timeout}s (pending_timeout); "
+                "handlers are too slow for the rate of emits: raise max_pending, speed the handlers up, or emit less"
+            )
 
     # -- the handler runner's side ---------------------------------------------------
     def next_delivery(self, sub: Subscription) -> tuple[Event, Ack | None] | None:
@@ -174,6 +196,7 @@ class Bus:
             self._pending -= 1
             if self._pending == 0:
                 self._idle.notify_all()
+            self._room.notify()
 
     def requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None:
         """Put an event back at the head of ``sub``'s queue (its loop went away)."""
@@ -239,6 +262,7 @@ class Bus:
         """In a forked child: none of the parent's threads exist here; start afresh."""
         self._mutex = threading.Lock()
         self._idle = threading.Condition(self._mutex)
+        self._room = threading.Condition(self._mutex)
         self._pending = 0
         self._runner = HandlerRunner(self, self._settings)
         for sub in self._subs:

@@ -23,6 +23,9 @@ for _names, _seconds, _canonical in (
     for _name in _names:
         _UNITS[_name] = (_seconds, _canonical)
 
+#: the longest period a rate may have (ten years): windows longer than that are a mistake
+MAX_PERIOD = 3650 * 86400.0
+
 ACCEPTED_RATES = (
     "'N/s', 'N/min', 'N/hour' or 'N/day' with N a whole number >= 1 "
     "(e.g. '20/s', '500/min', '90000/min', '10/hour', '1000/day'), "
@@ -70,6 +73,11 @@ def parse_rate(value: str | Rate) -> Rate:
         raise ValueError(f"malformed rate {value!r}: the number of units must be at least 1; expected {ACCEPTED_RATES}")
     seconds, canonical = found
     n = int(count) if count else 1
+    if seconds * n > MAX_PERIOD:
+        raise ValueError(
+            f"malformed rate {value!r}: its period of {count}{unit} is longer than any backend keeps a window "
+            f"(at most {MAX_PERIOD // 86400:.0f} days); expected {ACCEPTED_RATES}"
+        )
     text = f"{int(amount)}/{n if n != 1 else ''}{canonical}"
     return Rate(int(amount), seconds * n, text)
 

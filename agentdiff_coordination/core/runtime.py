@@ -88,7 +88,12 @@ class Runtime:
         """What a backend takes from the settings when its URL does not say."""
         s = self.settings()
         return BackendDefaults(
-            key_prefix=s.key_prefix, lease=s.lease, on_lease_lost=s.on_lease_lost, exit_flush=s.exit_drain_timeout
+            key_prefix=s.key_prefix,
+            lease=s.lease,
+            on_lease_lost=s.on_lease_lost,
+            exit_flush=s.exit_drain_timeout,
+            max_pending=s.max_pending,
+            pending_timeout=s.pending_timeout,
         )
 
     # -- the backend -----------------------------------------------------------------
@@ -117,8 +122,9 @@ class Runtime:
         anything changes, so a refused call leaves the previous configuration in force."""
         if backend is not None and not isinstance(backend, (str, Backend)):
             raise TypeError(f"backend must be a URL string or a Backend instance, not {type(backend).__name__}")
+        current = self.settings()  # the environment is checked here too, not at the first emit
         checked = check_options(options)
-        new_settings = self.settings().replace(**checked) if checked else None
+        new_settings = current.replace(**checked) if checked else None
         new_backend = backend_from_url(backend) if isinstance(backend, str) else backend
         old = None
         with self._mutex:

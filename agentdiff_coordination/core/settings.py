@@ -53,6 +53,10 @@ class Settings:
     key_prefix: str = "agentdiff"
     #: called as ``callback(grant, error)`` when a distributed lease is lost while held
     on_lease_lost: LeaseLostCallback | None = None
+    #: most events waiting for their handlers in this process; past it ``emit`` waits for room
+    max_pending: int = 100_000
+    #: seconds ``emit`` waits for room under ``max_pending`` before it raises
+    pending_timeout: float = 30.0
 
     def replace(self, **options: Any) -> Settings:
         """A copy with ``options`` changed, each checked first."""
@@ -60,8 +64,8 @@ class Settings:
 
 
 # option -> (kind, lower bound is exclusive); kinds: seconds, count
-_SECONDS = {"retry_delay": False, "exit_drain_timeout": False, "lease": True}
-_COUNTS = {"handler_retries": False, "handler_threads": True, "dead_letter_limit": True}
+_SECONDS = {"retry_delay": False, "exit_drain_timeout": False, "lease": True, "pending_timeout": False}
+_COUNTS = {"handler_retries": False, "handler_threads": True, "dead_letter_limit": True, "max_pending": True}
 _KNOWN = tuple(f.name for f in fields(Settings))
 
 
@@ -130,7 +134,7 @@ def log_level_from_environment(environ: Mapping[str, str] = os.environ) -> int |
     level = logging.getLevelName(raw.strip().upper())
     if not isinstance(level, int):
         raise ValueError(
-            f"{ENV_LOG_LEVEL}={raw!r} is not a logging level: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            f"{ENV_LOG_LEVEL}={raw!r} is not a logging level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
         )
     return level
 

@@ -58,6 +58,9 @@ class BackendDefaults:
     on_lease_lost: Callable[[LockGrant, LeaseLostError], Any] | None = None
     #: seconds ``close`` and interpreter exit may wait for events not yet sent
     exit_flush: float = 10.0
+    #: most events waiting to be sent before ``emit`` waits for room, and how long it waits
+    max_pending: int = 100_000
+    pending_timeout: float = 30.0
 
 
 class _NoSink:
