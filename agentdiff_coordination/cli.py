@@ -168,22 +168,9 @@ def replay_dead_letters(backend: Backend) -> int:
     """Hand every dead letter again to the handler that failed it; how many were sent."""
     if not _is_memory(backend.url):
         return int(_method(backend, "replay_dead_letters")())
-    from .core.events import dead_letters
     from .core.runtime import RUNTIME
 
-    b = RUNTIME.bus
-    groups = {sub.group: sub for sub in b.subscriptions() if sub.kind == "handler"}
-    letters = dead_letters()
-    missing = sorted({d.handler for d in letters if d.handler not in groups})
-    if missing:
-        raise LookupError(
-            f"cannot replay: no handler is subscribed for {', '.join(missing)} in this process; subscribe it "
-            "again, or --purge"
-        )
-    letters = dead_letters(clear=True)
-    for letter in letters:
-        b.deliver(groups[letter.handler], letter.event)
-    return len(letters)
+    return RUNTIME.bus.replay_dead_letters()
 
 
 def purge_dead_letters(backend: Backend) -> int:

@@ -206,6 +206,21 @@ class Bus:
     def dead_letters(self, clear: bool = False) -> list[DeadLetter]:
         return self._runner.dead_letters(clear)
 
+    def replay_dead_letters(self) -> int:
+        """Hand every dead letter again to the handler that failed it; how many were sent.
+        Refused (``LookupError``, nothing dropped) when one of those handlers is gone."""
+        groups = {sub.group: sub for sub in self.subscriptions() if isinstance(sub, Subscription)}
+        missing = sorted({d.handler for d in self.dead_letters() if d.handler not in groups})
+        if missing:
+            raise LookupError(
+                f"cannot replay: no handler is subscribed for {', '.join(missing)} in this process; subscribe it "
+                "again, or purge the dead letters"
+            )
+        letters = self.dead_letters(clear=True)
+        for letter in letters:
+            self.deliver(groups[letter.handler], letter.event)
+        return len(letters)
+
     def events_status(self) -> EventsStatus:
         """Pending deliveries, dead letters, and each handler subscription's queue here."""
         me = f"{socket.gethostname()}:{os.getpid()}"

@@ -256,7 +256,7 @@ def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
             _report(c, run_id, t0, None, result)
         return result
 
-    coordinated.__wrapped__ = original  # type: ignore[attr-defined]  # the user's function, even under a limit
+    coordinated.__wrapped__ = original  # the user's function, even under a limit
     return coordinated
 
 
@@ -290,7 +290,7 @@ def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]
             _report(c, run_id, t0, None, result)
         return result
 
-    coordinated.__wrapped__ = original  # type: ignore[attr-defined]
+    coordinated.__wrapped__ = original
     return coordinated
 
 

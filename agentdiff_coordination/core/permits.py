@@ -15,14 +15,22 @@ import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .limit_store import ONE, Cost, LimitStore
+from .limit_store import ONE, Cost, LimitSpec, LimitStore
 from .limit_store import check_amount as _amount
 from .validation import check_timeout
 
-if TYPE_CHECKING:
-    from .limits import Limit
+
+class Limit(Protocol):
+    """What a permit needs of its limit (``core.limits.Limit`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> LimitSpec: ...
+    def admit(self, cost: Cost, timeout: float | None) -> Permit: ...
+    async def admit_async(self, cost: Cost, timeout: float | None) -> Permit: ...
 
 __all__ = ["Permit", "check_wait", "enter_async", "enter_sync", "exit_async", "exit_sync", "innermost", "leave_async", "leave_sync", "wrap"]
 

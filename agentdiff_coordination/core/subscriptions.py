@@ -12,12 +12,15 @@ import inspect
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .records import Ack, Event, SubscriptionSpec
 
-if TYPE_CHECKING:
-    from .bus import Bus
+
+class Deliveries(Protocol):
+    """Where a subscription's events are queued (the bus)."""
+
+    def deliver(self, sub: Subscription, event: Event, ack: Ack | None = None) -> None: ...
 
 __all__ = ["Subscription", "Waiter", "check_handler_signature", "is_unbound_method"]
 
@@ -61,7 +64,7 @@ class Subscription(SubscriptionSpec):
         self.queue: deque[tuple[Event, Ack | None]] = deque()
         self.running = False
         #: the bus this subscription was added to (set by ``Bus.add``)
-        self.bus: Bus | None = None
+        self.bus: Deliveries | None = None
 
     def deliver(self, event: Event, ack: Ack | None = None) -> None:
         """Queue ``event`` for this subscription's handler (``ack`` runs once it is handled)."""
