@@ -18,8 +18,11 @@ from .core.events import DeadLetter, Event, current_event, dead_letters, drain, 
 from .core.limits import limit
 from .core.locks import lock
 from .core.runtime import configure
+from .core.version import __version__
+from .recording import record
+from .status import status
+from . import telemetry as _telemetry  # noqa: F401  (acts on configure(opentelemetry=...))
 
-__version__ = "0.2.0"
 
 __all__ = [
     "BackendError",
@@ -39,6 +42,8 @@ __all__ = [
     "emit",
     "limit",
     "lock",
+    "record",
+    "status",
     "unsubscribe",
     "wait_for",
     "when",

@@ -35,6 +35,8 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from .core.observers import SpanRecord, add_observer, remove_observer
+from .core.runtime import RUNTIME
+from .core.settings import Settings
 
 __all__ = ["Recording", "record", "start_recording", "stop_recording"]
 
@@ -193,3 +195,16 @@ def stop_recording() -> None:
         old, _global = _global, None
     if old is not None:
         old.stop()
+
+
+def _follow(settings: Settings) -> None:
+    """``configure(record=path)`` starts the recording, ``configure(record=None)`` stops it."""
+    current = _global.path if _global is not None else None
+    if settings.record != current:
+        if settings.record:
+            start_recording(settings.record)
+        else:
+            stop_recording()
+
+
+RUNTIME.on_settings(_follow)

@@ -20,7 +20,9 @@ from typing import Any
 
 from .backends.base import Backend
 from .errors import CoordinationError
+from . import observers as _observers
 from .handlers import HandlerRunner, in_handler
+from .observers import carrier
 from .records import Ack, DeadLetter, Event, SubscriptionSpec, new_event_id
 from .settings import Settings
 from .snapshots import ConsumerStatus, EventsStatus
@@ -141,7 +143,8 @@ class Bus:
             return event_id
         if data is not None:
             check_encodable(name, data)
-        backend.publish(Event(name, data, event_id, sender, time.time()))
+        trace = carrier() if _observers.current else None
+        backend.publish(Event(name, data, event_id, sender, time.time(), trace))
         return event_id
 
     def dispatch_local(self, event: Event) -> None:

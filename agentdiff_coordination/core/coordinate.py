@@ -31,6 +31,9 @@ from typing import Any, TypeVar, cast, overload
 
 from . import limits as _limits
 from . import locks as _locks
+from . import observers as _observers
+from .locks import Waited
+from .observers import LiveSpan
 from .plugins import is_passthrough, wrap_with_plugins
 from .records import new_run_id
 from .runtime import RUNTIME
@@ -64,6 +67,8 @@ class Coordinator:
     limit: str | None = None
     passthrough: tuple[type[BaseException], ...] = ()
     meta: Callable[[], dict[str, Any]] | None = None
+    #: True when the step wraps a framework's agent, task or node (set when a plugin wraps it)
+    framework: bool = False
     started: str = field(init=False)
     complete: str = field(init=False)
     failed: str = field(init=False)
@@ -95,7 +100,7 @@ class Coordinator:
 
     def __call__(self, obj: Any) -> Any:
         """Coordinate ``obj``: a plugin's object (a graph node, a task, an agent) or a callable."""
-        wrapped = wrap_with_plugins(obj, self)
+        wrapped = wrap_with_plugins(obj, replace(self, framework=True))
         if wrapped is not None:
             return wrapped
         return self.wrap_callable(obj)
@@ -236,6 +241,10 @@ def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def coordinated(*args: Any, **kwargs: Any) -> Any:
+        if _observers.current:  # watched: the run plan with its spans
+            with Run(c, args, kwargs) as run:
+                run.result = original(*args, **kwargs)
+            return run.result
         run_id = None if _bus.local_only and quiet(started) == () else _announce(c, args, kwargs)
         t0 = perf()
         held = False
@@ -270,6 +279,10 @@ def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]
 
     @functools.wraps(fn)
     async def coordinated(*args: Any, **kwargs: Any) -> Any:
+        if _observers.current:
+            async with Run(c, args, kwargs) as run:
+                run.result = await original(*args, **kwargs)
+            return run.result
         run_id = None if _bus.local_only and quiet(started) == () else _announce(c, args, kwargs)
         t0 = perf()
         held = False
@@ -332,11 +345,12 @@ def _async_gen_wrapper(c: Coordinator, fn: Callable[..., AsyncGenerator[Any, Any
 
 
 class Run:
-    """One coordinated run entered by hand, with ``with`` or ``async with`` (generators and
-    adapters use it): entering announces the run and takes the locks and the limit;
-    leaving gives them back and reports how it ended. Set ``run.result`` before leaving."""
+    """One coordinated run entered by hand, with ``with`` or ``async with`` (generators,
+    adapters and observed steps use it): entering announces the run and takes the locks
+    and the limit; leaving gives them back and reports how it ended. Set ``run.result``
+    before leaving. Observed, the run is a span (``coordinate NAME``) around its waits."""
 
-    __slots__ = ("coordinator", "args", "kwargs", "run_id", "result", "_t0", "_held", "_permit")
+    __slots__ = ("coordinator", "args", "kwargs", "run_id", "result", "_t0", "_held", "_permit", "_span")
 
     def __init__(self, coordinator: Coordinator, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
         self.coordinator = coordinator
@@ -347,21 +361,49 @@ class Run:
         self._t0 = 0.0
         self._held = False
         self._permit: _limits.Permit | None = None
+        self._span: LiveSpan | None = None
 
     def _begin(self) -> Coordinator:
         c = self.coordinator
         self.run_id = _announce(c, self.args, self.kwargs)
+        if _observers.current:
+            self.run_id = self.run_id or new_run_id()
+            attrs: dict[str, Any] = {"coordination.step": c.name, "coordination.run_id": self.run_id}
+            if c.framework:
+                attrs["gen_ai.agent.name"] = c.name
+            self._span = LiveSpan("run", c.name, self.run_id, None, attrs)
         self._t0 = time.perf_counter()
         return c
+
+    def _took(self, waited: Waited | None, permit: _limits.Permit | None = None) -> None:
+        """Observed: what the locks and the limit waited, as the run's attributes."""
+        span = self._span
+        if span is None:
+            return
+        c = self.coordinator
+        if waited is not None:
+            span.attrs["coordination.lock.names"] = list(c.locks)
+            span.attrs.update(waited.attributes())
+        if permit is not None:
+            span.attrs["coordination.limit.name"] = c.limit
+            span.attrs["coordination.limit.wait_duration"] = permit.waited
+
+    def _end(self, exc: BaseException | None) -> None:
+        c = self.coordinator
+        _report(c, self.run_id, self._t0, exc, self.result)
+        if self._span is not None:
+            self._span.finish(_outcome(c, exc)[len(c.name) + 1:], exc)
 
     def __enter__(self) -> Run:
         c = self._begin()
         try:
             if c.locks:
-                _locks.acquire_sync(c.locks, c.timeout, c.name, self)
+                waited = _locks.acquire_sync(c.locks, c.timeout, c.name, self, None, self.run_id)
                 self._held = True
+                self._took(waited)
             if c.limit is not None:
-                self._permit = _limits.enter_sync(_limits.get_limit(c.limit), 1, c.timeout)
+                self._permit = _limits.enter_sync(_limits.get_limit(c.limit), 1, c.timeout, c.name, self.run_id)
+                self._took(None, self._permit)
         except BaseException as exc:  # the run was announced: report how it ended
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -379,18 +421,20 @@ class Run:
             elif held:
                 _locks.release_sync(self)
         except BaseException as error:  # a lost lease: the run did not end well
-            _report(c, self.run_id, self._t0, error)
+            self._end(error)
             raise
-        _report(c, self.run_id, self._t0, exc, self.result)
+        self._end(exc)
 
     async def __aenter__(self) -> Run:
         c = self._begin()
         try:
             if c.locks:
-                await _locks.acquire_async(c.locks, c.timeout, c.name, self)
+                waited = await _locks.acquire_async(c.locks, c.timeout, c.name, self, None, self.run_id)
                 self._held = True
+                self._took(waited)
             if c.limit is not None:
-                self._permit = await _limits.enter_async(_limits.get_limit(c.limit), 1, c.timeout)
+                self._permit = await _limits.enter_async(_limits.get_limit(c.limit), 1, c.timeout, c.name, self.run_id)
+                self._took(None, self._permit)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -408,9 +452,9 @@ class Run:
             elif held:
                 await _locks.release_async(self)
         except BaseException as error:
-            _report(c, self.run_id, self._t0, error)
+            self._end(error)
             raise
-        _report(c, self.run_id, self._t0, exc, self.result)
+        self._end(exc)
 
 
 def coordinate(
@@ -431,6 +475,7 @@ def coordinate(
     ``limit(NAME).report(tokens)`` corrects the cost with what the call really used.
     """
     check_decorator_name(name, "coordinate", "step_name")
+    RUNTIME.settings()  # the environment's options (tracing, recording) apply from the first step
     locks = () if lock_name is None else _locks.normalize_names(lock_name)
     seconds = check_timeout(timeout)
     if limit is not None:

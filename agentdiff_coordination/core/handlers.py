@@ -19,6 +19,8 @@ from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from . import observers as _observers
+from .observers import LiveSpan
 from .records import Ack, DeadLetter, Event
 from .retry import delays
 from .settings import Settings
@@ -144,7 +146,7 @@ class HandlerRunner:
             while True:
                 try:
                     handler(event.data)
-                    return
+                    return attempts.handled()
                 except BaseException as exc:  # SystemExit in a handler: dead-lettered, not fatal
                     pause = attempts.failed(exc)
                     if pause is None:
@@ -193,7 +195,7 @@ class HandlerRunner:
             while True:
                 try:
                     await handler(event.data)
-                    return
+                    return attempts.handled()
                 except Exception as exc:  # a cancellation is the loop's, never the handler's failure
                     pause = attempts.failed(exc)
                     if pause is None:
@@ -230,6 +232,7 @@ class HandlerRunner:
             sub.group, event.name, event.id, attempts, tb.rstrip(),
             extra={"coordination_event": event.name, "coordination_event_id": event.id, "coordination_handler": sub.group},
         )
+        _observers.notify("dead_letter", event=event.name, handler=sub.group)
         limit = self._settings().dead_letter_limit
         dropped = 0
         with self._mutex:
@@ -253,7 +256,7 @@ class _Attempts:
     """The retry plan of one delivery, shared by the sync and async drivers: after a
     failure, the pause before the next attempt, or None once the event is dead-lettered."""
 
-    __slots__ = ("runner", "sub", "event", "attempt", "retries", "pauses")
+    __slots__ = ("runner", "sub", "event", "attempt", "retries", "pauses", "span")
 
     def __init__(self, runner: HandlerRunner, sub: Subscription, event: Event) -> None:
         s = runner._settings()
@@ -262,12 +265,24 @@ class _Attempts:
         self.retries = s.handler_retries if sub.retries is None else sub.retries
         first = s.retry_delay if sub.retry_delay is None else sub.retry_delay
         self.pauses = delays(first, self.retries)
+        self.span = None if not _observers.current else LiveSpan(
+            "handle", None, None, event.name,
+            {"coordination.event.name": event.name, "coordination.event.pattern": sub.pattern,
+             "coordination.handler": sub.group},
+            parent=event.trace,
+        )
+
+    def handled(self) -> None:
+        if self.span is not None:
+            self.span.finish("complete")
 
     def failed(self, exc: BaseException) -> float | None:
         pause = next(self.pauses, None) if isinstance(exc, Exception) else None
         sub, event = self.sub, self.event
         if pause is None:
             self.runner.dead_letter(sub, event, exc, self.attempt)
+            if self.span is not None:
+                self.span.finish("failed", exc)
             return None
         logger.warning(
             "handler %s failed on event %r (id %s), attempt %d of %d; retrying: %s: %s",

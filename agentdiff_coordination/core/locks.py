@@ -18,10 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
 
 from .backends.base import Backend
 from .errors import LockNotHeldError
+from . import observers as _observers
+from .observers import LiveSpan, outcome_of
+from .observers import observe as _observe
 from .records import LockGrant
 from .runtime import RUNTIME
 from .validation import check_decorator_name, check_name, check_timeout
@@ -32,10 +35,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 # What a call chain holds is a stack of frames in a context variable. A frame is a
-# tuple (owner, grants, parent, backend): ``owner`` is whoever entered it (a Lock, a
-# Coordinator, a Run), ``grants`` the grants it counted, ``parent`` the frame below.
-# Tuples keep the uncontended path short; stacks are shallow, so a re-entry check walks them.
-_Frame: TypeAlias = "tuple[object, tuple[LockGrant, ...], Any, Backend]"
+# tuple (owner, grants, parent, backend, spans): ``owner`` is whoever entered it (a Lock, a
+# Coordinator, a Run), ``grants`` the grants it counted, ``parent`` the frame below, and
+# ``spans`` what observers watch until release (None when nobody observes). Tuples keep
+# the uncontended path short; stacks are shallow, so a re-entry check walks them.
+_Frame: TypeAlias = "tuple[object, tuple[LockGrant, ...], Any, Backend, tuple[LiveSpan, ...] | None]"
 
 _held: ContextVar[_Frame | None] = ContextVar("agentdiff_held_locks", default=None)
 _held_get = _held.get
@@ -68,17 +72,29 @@ def _held_by_chain(frame: _Frame | None, name: str) -> LockGrant | None:
 class _Acquisition:
     """One acquisition of several names, all or none, in canonical order: the plan both
     drivers follow. ``pending()`` re-enters what the call chain holds and yields each name
-    the driver must wait for (with ``left()`` seconds); the driver ``add``s the grant.
-    On failure the driver gives back ``grants``; on success ``push`` records the frame."""
+    the driver must wait for (with ``left()`` seconds); the driver appends the grant to
+    ``grants``. On failure the driver gives them back and calls ``failed``; on success
+    ``push`` records the frame. Observed, the wait and then the hold are spans."""
 
-    __slots__ = ("names", "parent", "backend", "deadline", "grants")
+    __slots__ = ("names", "parent", "backend", "deadline", "grants", "wait", "outer")
 
-    def __init__(self, names: tuple[str, ...], timeout: float | None, parent: _Frame | None, backend: Backend) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        timeout: float | None,
+        parent: _Frame | None,
+        backend: Backend,
+        holder: str | None = None,
+        run_id: str | None = None,
+        outer: LiveSpan | None = None,
+    ) -> None:
         self.names = names
         self.parent = parent
         self.backend = backend
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.grants: list[LockGrant] = []
+        self.outer = outer
+        self.wait = _observe("lock_wait", holder, run_id, ",".join(names), **{"coordination.lock.names": list(names)})
 
     def pending(self) -> Iterator[str]:
         for name in self.names:
@@ -92,53 +108,100 @@ class _Acquisition:
         deadline = self.deadline
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-    def push(self, owner: object) -> None:
-        _held_set((owner, tuple(self.grants), self.parent, self.backend))
+    def failed(self, error: BaseException) -> None:
+        if self.wait is not None:
+            self.wait.finish(outcome_of(error), error)
+        if self.outer is not None:
+            self.outer.finish(outcome_of(error), error)
+
+    def push(self, owner: object) -> Waited | None:
+        wait = self.wait
+        if wait is None:
+            _held_set((owner, tuple(self.grants), self.parent, self.backend, None))
+            return None
+        fencing = self.grants[0].fencing if len(self.grants) == 1 else None
+        waited = Waited(wait.elapsed, fencing)
+        wait.finish("granted", None, fencing)
+        hold = LiveSpan("lock_hold", wait.step, wait.run_id, wait.resource)
+        spans: tuple[LiveSpan, ...] = (hold,)
+        if self.outer is not None:
+            self.outer.attrs.update(waited.attributes())
+            spans = (hold, self.outer)
+        _held_set((owner, tuple(self.grants), self.parent, self.backend, spans))
+        return waited
+
+
+class Waited(NamedTuple):
+    """What an observed acquisition waited: seconds, and the grant's fencing number (one lock)."""
+
+    seconds: float
+    fencing: int | None
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"coordination.lock.wait_duration": self.seconds}
+        if self.fencing is not None:
+            attrs["coordination.fencing"] = self.fencing
+        return attrs
 
 
 def acquire_sync(
-    names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None
-) -> None:
-    """Take every name for ``owner`` (re-entering those this chain holds); all or none."""
+    names: tuple[str, ...],
+    timeout: float | None,
+    holder: str | None,
+    owner: object,
+    lease: float | None = None,
+    run_id: str | None = None,
+    outer: LiveSpan | None = None,
+) -> Waited | None:
+    """Take every name for ``owner`` (re-entering those this chain holds); all or none.
+    Observed, says what the acquisition waited."""
     parent = _held_get()
     backend = _runtime.current or _runtime.backend()
-    if parent is None and len(names) == 1:  # the common case: nothing held, one name
+    if parent is None and len(names) == 1 and not _observers.current:  # the common case: nothing held, one name
         grant = (
             backend.acquire_lock(names[0], holder, timeout)
             if lease is None
             else backend.acquire_lock(names[0], holder, timeout, lease=lease)
         )
-        _held_set((owner, (grant,), None, backend))
-        return
-    plan = _Acquisition(names, timeout, parent, backend)
+        _held_set((owner, (grant,), None, backend, None))
+        return None
+    plan = _Acquisition(names, timeout, parent, backend, holder, run_id, outer)
     try:
         for name in plan.pending():
             plan.grants.append(backend.acquire_lock(name, holder, plan.left(), lease=lease))
-    except BaseException:
+    except BaseException as exc:
         for grant in reversed(plan.grants):
             backend.release_counted(grant)
+        plan.failed(exc)
         raise
-    plan.push(owner)
+    return plan.push(owner)
 
 
 async def acquire_async(
-    names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None
-) -> None:
+    names: tuple[str, ...],
+    timeout: float | None,
+    holder: str | None,
+    owner: object,
+    lease: float | None = None,
+    run_id: str | None = None,
+    outer: LiveSpan | None = None,
+) -> Waited | None:
     """The async driver of the same plan: waits without blocking the loop."""
     parent = _held_get()
     backend = _runtime.current or _runtime.backend()
-    plan = _Acquisition(names, timeout, parent, backend)
+    plan = _Acquisition(names, timeout, parent, backend, holder, run_id, outer)
     try:
         for name in plan.pending():
             grant = backend.try_acquire_lock(name, holder)
             if grant is None:
                 grant = await backend.acquire_lock_async(name, holder, plan.left(), lease=lease)
             plan.grants.append(grant)
-    except BaseException:
+    except BaseException as exc:
         for grant in reversed(plan.grants):
             await _drop_async(grant, backend)
+        plan.failed(exc)
         raise
-    plan.push(owner)
+    return plan.push(owner)
 
 
 async def _drop_async(grant: LockGrant, backend: Backend) -> None:
@@ -168,7 +231,7 @@ def _pop(owner: object) -> _Frame:
         )
     rest = f[2]
     for g in reversed(above):
-        rest = (g[0], g[1], rest, g[3])
+        rest = (g[0], g[1], rest, g[3], g[4])
     _held_set(rest)
     return f
 
@@ -176,28 +239,39 @@ def _pop(owner: object) -> _Frame:
 def release_sync(owner: object) -> None:
     """Release what ``owner`` took last in this context (each grant when its count ends);
     every grant is released even if one fails, and the first error is raised."""
-    _, grants, _, backend = _pop(owner)
+    _, grants, _, backend, spans = _pop(owner)
     error: BaseException | None = None
     for grant in reversed(grants):
         try:
             backend.release_counted(grant)
         except BaseException as exc:
             error = error or exc
+    if spans is not None:
+        _finish(spans, grants, error)
     if error is not None:
         raise error
 
 
 async def release_async(owner: object) -> None:
     """The async twin of ``release_sync``."""
-    _, grants, _, backend = _pop(owner)
+    _, grants, _, backend, spans = _pop(owner)
     error: BaseException | None = None
     for grant in reversed(grants):
         try:
             await _drop_async(grant, backend)
         except BaseException as exc:
             error = error or exc
+    if spans is not None:
+        _finish(spans, grants, error)
     if error is not None:
         raise error
+
+
+def _finish(spans: tuple[LiveSpan, ...], grants: tuple[LockGrant, ...], error: BaseException | None) -> None:
+    """End the hold (and a ``with lock()``'s own span) after the release."""
+    fencing = grants[0].fencing if len(grants) == 1 else None
+    for span in spans:
+        span.finish(None if span.kind == "lock_hold" else ("granted" if error is None else "failed"), error, fencing)
 
 
 def forget_held() -> None:
@@ -237,16 +311,16 @@ class Lock:
 
     def __enter__(self) -> Lock:
         names = self.names
-        if len(names) == 1 and self.lease is None and _held_get() is None:  # the common case, without a call layer
-            backend = _runtime.current or _runtime.backend()
-            _held_set((self, (backend.acquire_lock(names[0], self.holder, self.timeout),), None, backend))
+        if len(names) == 1 and self.lease is None and _held_get() is None and not _observers.current:
+            backend = _runtime.current or _runtime.backend()  # the common case, without a call layer
+            _held_set((self, (backend.acquire_lock(names[0], self.holder, self.timeout),), None, backend, None))
             return self
-        acquire_sync(names, self.timeout, self.holder, self, self.lease)
+        acquire_sync(names, self.timeout, self.holder, self, self.lease, None, self._span())
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         frame = _held_get()
-        if frame is not None and frame[0] is self and len(frame[1]) == 1:  # the common case
+        if frame is not None and frame[0] is self and len(frame[1]) == 1 and frame[4] is None:  # the common case
             _held_set(frame[2])
             frame[3].release_counted(frame[1][0])
             return
@@ -254,22 +328,29 @@ class Lock:
 
     async def __aenter__(self) -> Lock:
         names = self.names
-        if len(names) == 1 and _held_get() is None:
+        if len(names) == 1 and _held_get() is None and not _observers.current:
             backend = _runtime.current or _runtime.backend()
             grant = backend.try_acquire_lock(names[0], self.holder)
             if grant is not None:  # free right now: no coroutine layer below this one
-                _held_set((self, (grant,), None, backend))
+                _held_set((self, (grant,), None, backend, None))
                 return self
-        await acquire_async(names, self.timeout, self.holder, self, self.lease)
+        await acquire_async(names, self.timeout, self.holder, self, self.lease, None, self._span())
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         frame = _held_get()
-        if frame is not None and frame[0] is self and len(frame[1]) == 1 and frame[3].nonblocking_release:
+        if (
+            frame is not None and frame[0] is self and len(frame[1]) == 1 and frame[4] is None
+            and frame[3].nonblocking_release
+        ):
             _held_set(frame[2])
             frame[3].release_counted(frame[1][0])
             return
         await release_async(self)
+
+    def _span(self) -> LiveSpan | None:
+        """The span of this ``with`` when observed: ``lock NAMES``, around the wait and the hold."""
+        return _observe("lock", self.holder, None, ",".join(self.names), **{"coordination.lock.names": list(self.names)})
 
     def __call__(self, fn: F) -> F:
         if inspect.iscoroutinefunction(fn):
@@ -323,6 +404,7 @@ def lock(
     """
     if callable(name_or_names) and not isinstance(name_or_names, str):
         check_decorator_name(name_or_names, "lock", "resource_name")
+    _runtime.settings()  # the environment's options (tracing, recording) apply from the first use
     seconds = check_timeout(lease, "lease")
     if lease is not None and not seconds:
         raise ValueError(f"lease must be a positive number of seconds (or None for the configured lease), not {lease!r}")

@@ -17,7 +17,9 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Protocol
 
+from . import observers as _observers
 from .limit_store import ONE, Cost, LimitSpec, LimitStore
+from .observers import LiveSpan, outcome_of
 from .limit_store import check_amount as _amount
 from .validation import check_timeout
 
@@ -46,7 +48,7 @@ class Permit:
     period. Releasing twice does nothing.
     """
 
-    __slots__ = ("limit", "charged", "_grant", "_store", "_released")
+    __slots__ = ("limit", "charged", "_grant", "_store", "_released", "waited", "_spans")
 
     def __init__(self, limit: Limit, cost: Cost, grant: Any, store: LimitStore) -> None:
         self.limit = limit
@@ -54,6 +56,15 @@ class Permit:
         self._grant = grant
         self._store = store
         self._released = False
+        #: seconds the admission waited, when observed (else None)
+        self.waited: float | None = None
+        self._spans: tuple[LiveSpan, ...] = ()
+
+    def _ended(self) -> None:
+        """Observed: the hold (and a ``with limit()``'s own span) end with the release."""
+        spans, self._spans = self._spans, ()
+        for span in spans:
+            span.finish(None if span.kind == "limit_hold" else "granted")
 
     @property
     def cost(self) -> int:
@@ -118,6 +129,8 @@ class Permit:
         if not self._released:
             self._released = True
             self._store.release(self.limit.spec, self._grant)
+            if self._spans:
+                self._ended()
 
     async def release_async(self) -> None:
         """Free the slot from async code without blocking the loop; a cancellation of the
@@ -128,6 +141,8 @@ class Permit:
                 self._store.release(self.limit.spec, self._grant)
             else:
                 await asyncio.shield(self._store.release_async(self.limit.spec, self._grant))
+            if self._spans:
+                self._ended()
 
     def __enter__(self) -> Permit:
         return self
@@ -166,14 +181,64 @@ def _as_cost(limit: Limit, cost: int | Cost) -> Cost:
     return ONE if cost == 1 and type(cost) is int else limit.spec.cost(cost)
 
 
-def enter_sync(limit: Limit, cost: int | Cost, timeout: float | None) -> Permit:
-    """Admit ``cost`` and record the permit in this call chain (``Limit.report`` finds it)."""
-    return _push(limit.admit(_as_cost(limit, cost), check_wait(timeout)))
+class _Watched:
+    """An observed admission: a ``limit NAME`` span around it outside a step, the wait as a
+    span, then the hold (ended by the permit's release)."""
+
+    __slots__ = ("outer", "wait")
+
+    def __init__(self, limit: Limit, step: str | None, run_id: str | None) -> None:
+        attrs = {"coordination.limit.name": limit.name}
+        self.outer = None if step is not None else LiveSpan("limit", None, None, limit.name, dict(attrs))
+        self.wait = LiveSpan("limit_wait", step, run_id, limit.name, dict(attrs))
+
+    def failed(self, error: BaseException) -> None:
+        for span in (self.wait, self.outer):
+            if span is not None:
+                span.finish(outcome_of(error), error)
+
+    def admitted(self, permit: Permit) -> Permit:
+        wait = self.wait
+        permit.waited = wait.elapsed
+        wait.finish("granted")
+        hold = LiveSpan("limit_hold", wait.step, wait.run_id, wait.resource)
+        if self.outer is not None:
+            self.outer.attrs["coordination.limit.wait_duration"] = permit.waited
+            permit._spans = (hold, self.outer)
+        else:
+            permit._spans = (hold,)
+        return permit
 
 
-async def enter_async(limit: Limit, cost: int | Cost, timeout: float | None) -> Permit:
+def enter_sync(
+    limit: Limit, cost: int | Cost, timeout: float | None, step: str | None = None, run_id: str | None = None
+) -> Permit:
+    """Admit ``cost`` and record the permit in this call chain (``Limit.report`` finds it);
+    ``step`` and ``run_id`` name the coordinated run it is taken for, if any."""
+    if not _observers.current:
+        return _push(limit.admit(_as_cost(limit, cost), check_wait(timeout)))
+    watched = _Watched(limit, step, run_id)
+    try:
+        permit = limit.admit(_as_cost(limit, cost), check_wait(timeout))
+    except BaseException as exc:
+        watched.failed(exc)
+        raise
+    return _push(watched.admitted(permit))
+
+
+async def enter_async(
+    limit: Limit, cost: int | Cost, timeout: float | None, step: str | None = None, run_id: str | None = None
+) -> Permit:
     """``enter_sync`` without blocking the loop."""
-    return _push(await limit.admit_async(_as_cost(limit, cost), check_wait(timeout)))
+    if not _observers.current:
+        return _push(await limit.admit_async(_as_cost(limit, cost), check_wait(timeout)))
+    watched = _Watched(limit, step, run_id)
+    try:
+        permit = await limit.admit_async(_as_cost(limit, cost), check_wait(timeout))
+    except BaseException as exc:
+        watched.failed(exc)
+        raise
+    return _push(watched.admitted(permit))
 
 
 def exit_sync(permit: Permit) -> None:

@@ -35,14 +35,16 @@ Ack = Callable[[], None]
 
 class Event(NamedTuple):
     """One event: its ``name``, its ``data`` (what handlers receive), a unique ``id``,
-    the ``sender`` given to ``emit`` (or the coordinated step's name) and the wall
-    ``timestamp`` at emit. Immutable (a named tuple: cheap to make on every emit)."""
+    the ``sender`` given to ``emit`` (or the coordinated step's name), the wall
+    ``timestamp`` at emit, and the ``trace`` context of the code that emitted it (a
+    carrier dict, when a tracer observes). Immutable (a named tuple: cheap to make)."""
 
     name: str
     data: Any
     id: str
     sender: str | None
     timestamp: float
+    trace: dict[str, str] | None = None
 
 
 # -- ids: a per-process random prefix and counters; cheap, unique across processes ----------

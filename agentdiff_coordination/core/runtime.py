@@ -64,6 +64,7 @@ class Runtime:
         self.current: Backend | None = None
         self.bus = Bus(self.backend, self.settings)
         self._reset_callbacks: list[Callable[[], None]] = []
+        self._settings_callbacks: list[Callable[[Settings], None]] = []
 
     # -- settings ------------------------------------------------------------------
     def settings(self) -> Settings:
@@ -73,8 +74,20 @@ class Runtime:
             with self._mutex:
                 if self._settings is None:
                     self._settings = self._from_environment()
+                    self._applied(self._settings)
                 s = self._settings
         return s
+
+    def on_settings(self, callback: Callable[[Settings], None]) -> None:
+        """Run ``callback(settings)`` whenever the settings in force are made or changed
+        (the layers above act on their options this way: recording, OpenTelemetry)."""
+        self._settings_callbacks.append(callback)
+        if self._settings is not None:
+            callback(self._settings)
+
+    def _applied(self, settings: Settings) -> None:
+        for callback in self._settings_callbacks:
+            callback(settings)
 
     @staticmethod
     def _from_environment() -> Settings:
@@ -129,6 +142,7 @@ class Runtime:
         old = None
         with self._mutex:
             if new_settings is not None:
+                self._applied(new_settings)  # may refuse (a missing extra): nothing changed then
                 self._settings = new_settings
             if new_backend is not None:
                 old, self.current, self._spec = self.current, None, new_backend
@@ -160,6 +174,7 @@ class Runtime:
         self.reset_backend()
         with self._mutex:
             self._settings = None
+            self._applied(Settings())  # recording and tracing stop; the environment applies at next use
         for callback in self._reset_callbacks:
             callback()
 

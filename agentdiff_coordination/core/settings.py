@@ -29,6 +29,7 @@ __all__ = [
 ENV_BACKEND = "AGENTDIFF_COORDINATION_BACKEND"
 ENV_LOG_LEVEL = "AGENTDIFF_COORDINATION_LOG_LEVEL"
 ENV_EXIT_DRAIN = "AGENTDIFF_COORDINATION_EXIT_DRAIN"
+ENV_OPENTELEMETRY = "AGENTDIFF_COORDINATION_OPENTELEMETRY"
 
 LeaseLostCallback = Callable[[LockGrant, LeaseLostError], Any]
 
@@ -57,6 +58,10 @@ class Settings:
     max_pending: int = 100_000
     #: seconds ``emit`` waits for room under ``max_pending`` before it raises
     pending_timeout: float = 30.0
+    #: spans and metrics through the global OpenTelemetry providers (extra ``otel``)
+    opentelemetry: bool = False
+    #: a JSON Lines file recording every run, wait and hold (``{pid}`` is the process id), or None
+    record: str | None = None
 
     def replace(self, **options: Any) -> Settings:
         """A copy with ``options`` changed, each checked first."""
@@ -99,6 +104,16 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = check_count(value, key, positive=_COUNTS[key])
         elif key == "key_prefix":
             out[key] = check_prefix(value, key)
+        elif key == "opentelemetry":
+            if not isinstance(value, bool):
+                raise TypeError(f"opentelemetry must be True or False, not {value!r}")
+            out[key] = value
+        elif key == "record":
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TypeError(f"record must be a file path such as 'run-{{pid}}.jsonl' or None, not {value!r}")
+            out[key] = value
         elif key == "on_lease_lost":
             if value is not None and not callable(value):
                 raise TypeError(f"on_lease_lost must be a callable(grant, error) or None, not {value!r}")
@@ -152,5 +167,14 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Settings:
             settings = replace(settings, exit_drain_timeout=check_seconds(value, ENV_EXIT_DRAIN))
         except ValueError:
             raise ValueError(f"{ENV_EXIT_DRAIN}={raw!r} is not a finite number of seconds >= 0") from None
+    raw = environ.get(ENV_OPENTELEMETRY)
+    if raw:
+        flag = _FLAGS.get(raw.strip().lower())
+        if flag is None:
+            raise ValueError(f"{ENV_OPENTELEMETRY}={raw!r} is not a flag: expected one of 1, 0, true, false, yes, no, on, off")
+        settings = replace(settings, opentelemetry=flag)
     log_level_from_environment(environ)
     return settings
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
