@@ -35,15 +35,17 @@ _SPAN_NAMES = {"run": "coordinate {step}", "lock": "lock {resource}", "limit": "
 class OpenTelemetryObserver:
     """The observer that turns coordination spans into OpenTelemetry spans and metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         trace = require("opentelemetry.trace", extra="otel", feature="OpenTelemetry support")
         metrics = require("opentelemetry.metrics", extra="otel", feature="OpenTelemetry support")
         self._context = require("opentelemetry.context", extra="otel")
         self._propagate = require("opentelemetry.propagate", extra="otel")
         self._trace = trace
         self._error = trace.Status(trace.StatusCode.ERROR)
-        self.tracer = trace.get_tracer("agentdiff_coordination", __version__)
-        meter = metrics.get_meter(METER, __version__)
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self.tracer = provider.get_tracer("agentdiff_coordination", __version__)
+        meters = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        meter = meters.get_meter(METER, __version__)
         self.lock_wait = meter.create_histogram("coordination.lock.wait.duration", unit="s", description="time spent waiting for a lock")
         self.lock_hold = meter.create_histogram("coordination.lock.hold.duration", unit="s", description="time a lock was held")
         self.limit_wait = meter.create_histogram("coordination.limit.wait.duration", unit="s", description="time spent waiting for a limit")
@@ -114,13 +116,17 @@ _mutex = threading.Lock()
 _observer: OpenTelemetryObserver | None = None
 
 
-def enable() -> OpenTelemetryObserver:
-    """Start reporting to OpenTelemetry (what ``configure(opentelemetry=True)`` does)."""
+def enable(*, tracer_provider: Any = None, meter_provider: Any = None) -> OpenTelemetryObserver:
+    """Start reporting to OpenTelemetry (what ``configure(opentelemetry=True)`` does), to the
+    global providers unless others are given (tests use their own)."""
     global _observer
     with _mutex:
-        if _observer is None:
-            _observer = OpenTelemetryObserver()
-            add_observer(_observer)
+        if _observer is None or tracer_provider is not None or meter_provider is not None:
+            made = OpenTelemetryObserver(tracer_provider, meter_provider)
+            if _observer is not None:
+                remove_observer(_observer)
+            _observer = made
+            add_observer(made)
         return _observer
 
 
@@ -138,11 +144,18 @@ def enabled() -> bool:
     return _observer is not None
 
 
+_configured = False  # what the settings last asked for (enable() by hand is left alone)
+
+
 def _follow(settings: Settings) -> None:
+    global _configured
+    if settings.opentelemetry == _configured:
+        return
     if settings.opentelemetry:
         enable()
     else:
         disable()
+    _configured = settings.opentelemetry
 
 
 RUNTIME.on_settings(_follow)

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -23,20 +23,21 @@ from agentdiff_coordination import CoordinationTimeoutError, configure, coordina
 from agentdiff_coordination import telemetry
 
 SPANS = InMemorySpanExporter()
-READER = InMemoryMetricReader()
-_provider = TracerProvider()
-_provider.add_span_processor(SimpleSpanProcessor(SPANS))
-trace.set_tracer_provider(_provider)
-metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
+READERS: list[InMemoryMetricReader] = []
 
 
 @pytest.fixture(autouse=True)
-def otel() -> Iterator[None]:
+def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Providers of this test's own (the global ones may belong to a framework under test)."""
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
     SPANS.clear()
-    READER.get_metrics_data()  # start each test from empty cumulative points? (cumulative: compare deltas)
-    configure(opentelemetry=True)
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    READERS[:] = [InMemoryMetricReader()]
+    monkeypatch.setattr(trace, "get_tracer", tracer_provider.get_tracer)  # the app's spans, for nesting
+    telemetry.enable(tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=READERS))
     yield
-    configure(opentelemetry=False)
+    telemetry.disable()
 
 
 def spans(name: str | None = None) -> list[ReadableSpan]:
@@ -45,7 +46,7 @@ def spans(name: str | None = None) -> list[ReadableSpan]:
 
 
 def points(metric: str) -> list[Any]:
-    data = READER.get_metrics_data()
+    data = READERS[0].get_metrics_data()
     out = []
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
@@ -182,21 +183,52 @@ def test_metrics_of_waits_holds_handlers_timeouts_and_dead_letters() -> None:
     assert all(p.value == 0 for p in points("coordination.lock.waiting") if p.attributes.get("coordination.lock.name") == "metered")
 
 
-def test_the_environment_variable_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+GLOBAL_PROVIDERS = """
+import os
+os.environ.pop("OTEL_SDK_DISABLED", None)
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+from agentdiff_coordination import configure, coordinate
+{turn_on}
+coordinate("global_step")(lambda: None)()
+print(sorted(s.name for s in spans.get_finished_spans()))
+"""
+
+
+@pytest.mark.parametrize(
+    ("turn_on", "env"),
+    [("configure(opentelemetry=True)", {}), ("", {"AGENTDIFF_COORDINATION_OPENTELEMETRY": "1"})],
+    ids=["configure", "environment"],
+)
+def test_configure_or_the_environment_turns_it_on_with_the_global_providers(turn_on: str, env: dict[str, str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDERS.format(turn_on=turn_on)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['coordinate global_step']", done.stdout + done.stderr
+
+
+def test_a_bad_environment_flag_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from agentdiff_coordination import testing
 
-    configure(opentelemetry=False)
     testing.reset()
-    monkeypatch.setenv("AGENTDIFF_COORDINATION_OPENTELEMETRY", "1")
-    coordinate("env_step")(lambda: None)()
-    assert telemetry.enabled() and spans("coordinate env_step")
     monkeypatch.setenv("AGENTDIFF_COORDINATION_OPENTELEMETRY", "maybe")
-    testing.reset()
     with pytest.raises(ValueError, match="AGENTDIFF_COORDINATION_OPENTELEMETRY='maybe'"):
         configure()
 
 
 def test_off_nothing_is_reported() -> None:
-    configure(opentelemetry=False)
+    telemetry.disable()
     coordinate("quiet")(lambda: None)()
     assert not telemetry.enabled() and spans("coordinate quiet") == []
