@@ -11,6 +11,7 @@ import pytest
 from agentdiff_coordination.core import config, events
 from agentdiff_coordination.core.backends.redis import RedisBackend
 
+from . import bridge  # noqa: F401 - the old bus's bind() -> attach() (temporary)
 from .support import RedisServer
 
 pytestmark = pytest.mark.redis

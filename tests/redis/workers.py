@@ -25,6 +25,10 @@ from agentdiff_coordination import (
 )
 from agentdiff_coordination.core.backends.redis import RedisBackend
 
+from . import bridge  # noqa: F401 - the old bus's bind() -> attach() (temporary)
+
+from . import bridge  # noqa: F401 - the old bus's bind() -> attach() (temporary)
+
 
 def say(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)

@@ -4,7 +4,10 @@ An event is one stream entry with the fields ``n`` (name), ``i`` (id), ``s`` (se
 absent when None), ``t`` (wall time of the emit) and ``d`` (the data as JSON).
 
 User data must be JSON already: anything else is a ``TypeError`` at ``emit``, naming
-the event and the value that could not be encoded.
+the event and the value that could not be encoded; a string that is not valid UTF-8
+(a lone surrogate such as ``"\ud800"``, in the data, the name or the sender) is a
+``ValueError`` at ``emit``. Either way nothing is queued: one bad event never costs
+another.
 
 Lifecycle payloads of ``@coordinate`` (``NAME_started``, ``NAME_complete``, ...)
 carry whatever the step took and returned: an LLM response, a framework message.
@@ -25,7 +28,7 @@ import dataclasses
 import json
 from typing import Any
 
-from ..events import Event
+from ...records import Event
 
 __all__ = ["LIFECYCLE_SUFFIXES", "decode_event", "encode_event", "entry_fields", "is_lifecycle", "json_form"]
 
@@ -104,8 +107,9 @@ def _find_unencodable(obj: Any, path: str = "data", depth: int = 0) -> str:
     return f"{path} is a {_type_name(obj)}"
 
 
-def encode_event(event: Event) -> list[Any]:
-    """The stream fields of ``event``; ``TypeError`` when its data is not JSON."""
+def encode_event(event: Event) -> list[bytes]:
+    """The stream fields of ``event``; ``TypeError`` when its data is not JSON,
+    ``ValueError`` when a string in it is not valid UTF-8."""
     try:
         data = _dumps(event.data)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -118,10 +122,17 @@ def encode_event(event: Event) -> list[Any]:
                 f"({where}). Events cross processes as JSON; emit plain values (dict, list, str, "
                 "int, float, bool, None) and convert objects first, e.g. model.model_dump()"
             ) from exc
-    fields = ["n", event.name, "i", event.id, "t", repr(event.timestamp), "d", data]
+    fields: list[str | bytes] = [b"n", event.name, b"i", event.id, b"t", repr(event.timestamp), b"d", data]
     if event.sender is not None:
-        fields += ["s", event.sender]
-    return fields
+        fields += [b"s", event.sender]
+    try:
+        return [f if isinstance(f, bytes) else f.encode() for f in fields]
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"event {event.name!r} cannot be emitted on the Redis backend: a string in it is not valid "
+            f"UTF-8 ({exc.reason} at {exc.object[max(0, exc.start - 20):exc.end + 20]!r}); events cross "
+            "processes as UTF-8 JSON"
+        ) from None
 
 
 _decode_json = json.JSONDecoder().decode
