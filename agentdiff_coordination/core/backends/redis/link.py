@@ -77,6 +77,11 @@ def is_tls_failure(exc: BaseException) -> bool:
     for e in _chain(exc):
         if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
             return True
+        tb = e.__traceback__
+        while tb is not None:  # no answer to the TLS handshake: the port does not speak TLS
+            if tb.tb_frame.f_code.co_name == "do_handshake":
+                return True
+            tb = tb.tb_next
         text = str(e)
         if "CERTIFICATE_VERIFY_FAILED" in text or "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
             return True

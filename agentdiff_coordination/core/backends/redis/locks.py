@@ -321,9 +321,9 @@ class RedisLocks:
         return grant, doing, grant._keys, [grant.token, self.handoff_ms, self.ctx.prefix]
 
     def _end_release(self, grant: RedisLockGrant, reply: Any) -> None:
-        if reply == 1:
-            return
         lost = grant._lost
+        if reply == 1 and lost is None:
+            return
         reason = str(lost) if lost is not None else (
             f"lock {grant.name!r} (fencing {grant.fencing}) was no longer held at release: its lease "
             "expired, was taken over, or vanished with Redis's data (or a release interrupted by a "

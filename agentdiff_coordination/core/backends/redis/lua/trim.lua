@@ -18,7 +18,7 @@ for _, g in pairs(needs(stream)) do
   if keep == nil or older(first, keep) then keep = first end
 end
 if keep == nil then
-  redis.call('XTRIM', stream, 'MAXLEN', '~', ARGV[1])
+  redis.call('XTRIM', stream, 'MAXLEN', ARGV[1])
   return ''
 end
 redis.call('XTRIM', stream, 'MINID', keep)
