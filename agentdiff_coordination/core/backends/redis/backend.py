@@ -39,7 +39,7 @@ from ...errors import CoordinationError, LeaseLostError
 from ...records import BackendStatistics, Event, LockGrant, SubscriptionSpec
 from ..base import Backend, BackendDefaults, EventSink
 from .events import RedisEvents
-from .link import Context
+from .link import Context, made_once
 from .locks import RedisLockGrant, RedisLocks
 from .url import RedisOptions, parse_url
 
@@ -212,15 +212,9 @@ class RedisBackend(Backend):
     # -- limits ------------------------------------------------------------------------
     def limit_store(self) -> LimitStore:
         """This backend's limit store (made on first use)."""
-        store = self._limit_store
-        if store is None:
-            from ..redis_limits import RedisLimitStore
+        from ..redis_limits import RedisLimitStore
 
-            with self._mutex:
-                if self._limit_store is None:
-                    self._limit_store = RedisLimitStore(self)
-                store = self._limit_store
-        return store
+        return self._limit_store or made_once(self, "_limit_store", self._mutex, lambda: RedisLimitStore(self))
 
     # -- events ------------------------------------------------------------------------
     def publish(self, event: Event) -> None:

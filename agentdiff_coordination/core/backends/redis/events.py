@@ -37,7 +37,7 @@ from ...errors import BackendUnavailableError
 from ...records import BackendStatistics, Event, SubscriptionSpec
 from .codec import encode_event
 from .consumers import GroupReader, Maintenance, Tail, entry_id_key
-from .link import SLACK, Link, Pauses, is_unavailable, pack
+from .link import SLACK, Link, Pauses, is_unavailable, made_once, pack
 from .scripts import DRAIN_STATE, TRIM
 
 if TYPE_CHECKING:
@@ -288,22 +288,10 @@ class RedisEvents:
         return self.ctx.link()
 
     def sender(self) -> _Sender:
-        s = self._sender
-        if s is None:
-            with self._mutex:
-                if self._sender is None:
-                    self._sender = _Sender(self)
-                s = self._sender
-        return s
+        return self._sender or made_once(self, "_sender", self._mutex, lambda: _Sender(self))
 
     def maintenance(self) -> Maintenance:
-        m = self._maintenance
-        if m is None:
-            with self._mutex:
-                if self._maintenance is None:
-                    self._maintenance = Maintenance(self)
-                m = self._maintenance
-        return m
+        return self._maintenance or made_once(self, "_maintenance", self._mutex, lambda: Maintenance(self))
 
     # -- the local object cache -------------------------------------------------------
     def has_cache(self) -> bool:

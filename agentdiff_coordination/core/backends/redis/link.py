@@ -40,7 +40,7 @@ from ...errors import BackendError, BackendUnavailableError
 from ...retry import delays
 from .scripts import Script
 
-__all__ = ["IO_TIMEOUT", "SLACK", "Context", "Link", "Pauses", "arun", "backend_error", "is_unavailable", "plan", "run"]
+__all__ = ["IO_TIMEOUT", "SLACK", "Context", "Link", "Pauses", "made_once", "arun", "backend_error", "is_unavailable", "plan", "run"]
 
 _pack: Callable[[tuple[Any, ...]], Any] | None
 try:  # the C packer redis-py itself uses when hiredis is installed, minus its wrapper
@@ -61,6 +61,18 @@ FIRST_PAUSE = 0.05
 
 #: a step of a plan: a command and its timeout, or a pause in seconds
 Step = "tuple[tuple[Any, ...], float | None] | float"
+
+
+def made_once(owner: object, attr: str, mutex: threading.Lock, make: Callable[[], T]) -> T:
+    """``owner.attr``, made by ``make()`` on first use (once, under ``mutex``)."""
+    value: T | None = getattr(owner, attr)
+    if value is None:
+        with mutex:
+            value = getattr(owner, attr)
+            if value is None:
+                value = make()
+                setattr(owner, attr, value)
+    return value
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

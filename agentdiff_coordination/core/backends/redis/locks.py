@@ -33,7 +33,7 @@ from ...errors import CoordinationTimeoutError, LeaseLostError, LockNotHeldError
 from ...records import LockGrant
 from ...settings import check_seconds
 from .lease import ALIVE_MS, LocalWaiter, Watchdog, WakeListener
-from .link import SLACK, Context
+from .link import SLACK, Context, made_once
 from .scripts import ABANDON, ACQUIRE, RELEASE
 
 __all__ = ["RedisLockGrant", "RedisLocks"]
@@ -407,13 +407,7 @@ class RedisLocks:
 
     # -- background threads ---------------------------------------------------------
     def watchdog(self) -> Watchdog:
-        w = self._watchdog
-        if w is None:
-            with self._mutex:
-                if self._watchdog is None:
-                    self._watchdog = Watchdog(self)
-                w = self._watchdog
-        return w
+        return self._watchdog or made_once(self, "_watchdog", self._mutex, lambda: Watchdog(self))
 
     def start_listener(self, timeout: float | None) -> WakeListener:
         """The wake channel's listener, started and subscribed (waiting at most ``timeout``)."""
