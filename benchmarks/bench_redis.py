@@ -58,6 +58,11 @@ def _our_backend(url: str, prefix: str, **options: Any) -> Any:
     from agentdiff_coordination import configure
     from agentdiff_coordination.core.backends.redis import RedisBackend
 
+    try:  # until the runtime attaches backends itself (the old bus calls bind())
+        from tests.redis import bridge  # noqa: F401
+    except ImportError:
+        pass
+
     backend = RedisBackend(url, key_prefix=prefix, **options)
     configure(backend)
     return backend
