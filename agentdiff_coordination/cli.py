@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__
+from .core.version import __version__
 
 if TYPE_CHECKING:
     from .core.backends.base import Backend

@@ -22,6 +22,7 @@ from .snapshots import LimitStatus, RateUse
 from .rates import Rate
 
 __all__ = [
+    "SLICES",
     "DIMENSIONS",
     "Cost",
     "LimitSpec",
@@ -33,6 +34,9 @@ __all__ = [
     "WindowUsage",
     "check_amount",
 ]
+
+#: slices of a period that share one log entry: bounds memory, costs at most 1/SLICES of the rate
+SLICES = 1000
 
 #: the rate dimensions, in the order of a ``Cost`` and of a limit's windows
 DIMENSIONS = ("tokens", "requests", "input_tokens", "output_tokens")

@@ -175,3 +175,6 @@ class BackendStatistics:
     events_queued: int = 0
     #: events read and not yet acknowledged (shared backends)
     events_in_flight: int = 0
+    #: events accepted by ``emit`` that the backend could not deliver and gave up on
+    #: (shared backends; each one is logged, and ``drain()`` returns False after it)
+    events_lost: int = 0

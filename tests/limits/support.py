@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agentdiff_coordination.core.limit_store import Cost
-from agentdiff_coordination.core.backends.memory_limits import Admission, LimitState, Waiter
+from agentdiff_coordination.core.backends.memory.limits import Admission, LimitState, Waiter
 
 
 def max_window(admissions: Iterable[tuple[float, int]], period: float) -> float:

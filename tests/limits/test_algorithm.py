@@ -12,7 +12,8 @@ import random
 import pytest
 
 from agentdiff_coordination.core.limit_store import Cost
-from agentdiff_coordination.core.backends.memory_limits import SLICES, Admission, LimitState, SlidingLog, Waiter
+from agentdiff_coordination.core.limit_store import SLICES
+from agentdiff_coordination.core.backends.memory.limits import Admission, LimitState, SlidingLog, Waiter
 from agentdiff_coordination.core.limits import LimitSpec, parse_rate
 
 from .support import max_window, simulate, windows_over

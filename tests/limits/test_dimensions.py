@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from agentdiff_coordination import CoordinationTimeoutError, limit
-from agentdiff_coordination.core.backends.memory_limits import Admission, LimitState
+from agentdiff_coordination.core.backends.memory.limits import Admission, LimitState
 from agentdiff_coordination.core.limit_store import Cost, LimitSpec
 from agentdiff_coordination.core.rates import parse_rate
 

@@ -34,7 +34,7 @@ def test_url_options_are_ours_and_the_rest_go_to_redis_py(redis_url: str) -> Non
     try:
         assert (backend.prefix, backend.lease, backend.max_deliveries, backend.consumer_ttl) == ("app1", 5.0, 3, 2.0)
         assert backend.key("lock", "db") == "app1:lock:db"
-        assert backend._pool.connection_kwargs["socket_keepalive"] is True
+        assert backend.ctx.pool.connection_kwargs["socket_keepalive"] is True
     finally:
         backend.close()
     with pytest.raises(ValueError, match="lease"):

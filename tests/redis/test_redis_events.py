@@ -18,8 +18,8 @@ import redis
 
 from agentdiff_coordination import coordinate, configure, drain, emit, when
 from agentdiff_coordination.core.backends.redis import RedisBackend
-from agentdiff_coordination.core.backends.redis_codec import json_form
-from agentdiff_coordination.core.backends.redis_lua import TRIM
+from agentdiff_coordination.core.backends.redis.codec import json_form
+from agentdiff_coordination.core.backends.redis.scripts import TRIM
 
 from .support import HANG
 
@@ -199,7 +199,7 @@ def test_trimming_keeps_every_entry_a_group_has_not_acknowledged(redis_url: str,
         client.xack(stream, "fast", entry_id)
     client.xreadgroup("slow", "c", {stream: ">"}, count=6)
     client.xack(stream, "slow", *ids[:3])  # the slow one still holds 3, 4, 5 and never saw 6..9
-    client.eval(TRIM.source, 1, stream)
+    client.eval(TRIM.source, 1, stream, 10_000)
     kept = [e[0] for e in client.xrange(stream)]
     assert kept == ids[3:]
 

@@ -16,9 +16,7 @@ import pytest
 import redis
 
 from agentdiff_coordination import LeaseLostError, LockNotHeldError, configure, lock
-from agentdiff_coordination.core.backends import redis_locks
-from agentdiff_coordination.core.backends.redis import RedisBackend
-from agentdiff_coordination.core.backends.redis_locks import RedisLockGrant
+from agentdiff_coordination.core.backends.redis import RedisBackend, RedisLockGrant, lease, scripts
 
 from .support import HANG, RedisServer
 
@@ -124,8 +122,8 @@ def test_only_the_holders_token_releases(redis_backend: RedisBackend) -> None:
         with pytest.raises(LockNotHeldError):
             redis_backend.release_lock(forged)
         # a release that reaches Redis with the wrong token does nothing
-        keys = redis_locks.RedisLocks.keys(redis_backend._locks, "mine")
-        assert redis_backend.link().script(redis_locks.RELEASE, keys, ["not-the-token", 3000]) == 0
+        keys = redis_backend._locks.keys("mine")
+        assert redis_backend.ctx.link().script(scripts.RELEASE, keys, ["not-the-token", 3000, redis_backend.prefix]) == 0
         assert redis_backend.lock_holder("mine") is not None
     assert redis_backend.lock_holder("mine") is None
 
@@ -150,8 +148,8 @@ def test_a_release_after_a_takeover_leaves_the_new_holder_alone(redis_url: str, 
 def test_a_waiter_is_woken_by_the_release_not_by_polling(
     redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # no safety-net poll within the test: neither the periodic one nor the one at the lease's end
-    monkeypatch.setattr(redis_locks, "POLL", 3600.0)
+    # no safety net within the test: the watchdog's heartbeat would find the grant too
+    monkeypatch.setattr(lease, "TICK", 3600.0)
     redis_backend = RedisBackend(redis_url, key_prefix=prefix, lease=3600)
     configure(redis_backend)
     got = threading.Event()
@@ -166,7 +164,7 @@ def test_a_waiter_is_woken_by_the_release_not_by_polling(
 
     t = threading.Thread(target=waiter, daemon=True)
     t.start()
-    wait_until(lambda: redis_backend.statistics()["lock_waiters"] == 1, "the waiter to queue")
+    wait_until(lambda: redis_backend.statistics().lock_waiters == 1, "the waiter to queue")
     first = held.fencing or 0
     held.__exit__(None, None, None)
     assert got.wait(HANG), "the waiter was not woken by the release"
@@ -193,7 +191,7 @@ def test_cancelling_an_acquire_after_the_server_granted_leaves_nothing_held(redi
             await attempt(delay)
 
     asyncio.run(main())
-    assert redis_backend.statistics()["locks_held"] == 0
+    assert redis_backend.statistics().locks_held == 0
 
 
 def test_cancelling_a_release_still_releases(redis_backend: RedisBackend) -> None:
@@ -227,7 +225,8 @@ def test_names_nobody_holds_or_waits_for_leave_no_keys(redis_backend: RedisBacke
         t.start()
         t.join(HANG)
     keys = sorted(k.decode() for k in raw(redis_url).scan_iter(match=f"{redis_backend.prefix}:*"))
-    assert keys == [redis_backend.key("fencing")]
+    # one counter for the prefix, and this process's liveness key (one per process, not per name)
+    assert keys == [redis_backend.key("alive", redis_backend.process_id), redis_backend.key("fencing")]
 
 
 def test_a_lease_length_can_be_given_per_lock(redis_backend: RedisBackend, redis_url: str) -> None:

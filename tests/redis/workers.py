@@ -26,6 +26,8 @@ from agentdiff_coordination import (
 from agentdiff_coordination.core.backends.redis import RedisBackend
 
 
+
+
 def say(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 

@@ -27,7 +27,7 @@ from ...snapshots import HolderInfo, LockStatus, Status
 from ..base import Backend
 
 if TYPE_CHECKING:
-    from ..memory_limits import MemoryLimitStore
+    from .limits import MemoryLimitStore
 
 __all__ = ["MemoryBackend"]
 
@@ -280,7 +280,7 @@ class MemoryBackend(Backend):
         """This backend's limits (made on first use)."""
         store = self._limit_store
         if store is None:
-            from ..memory_limits import MemoryLimitStore
+            from .limits import MemoryLimitStore
 
             with self._mutex:
                 if self._limit_store is None:

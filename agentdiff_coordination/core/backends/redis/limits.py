@@ -1,6 +1,6 @@
-"""Limits on Redis: the sliding log and the FIFO queue of ``memory_limits``, in Lua.
+"""Limits on Redis: the sliding log and the FIFO queue of ``memory.limits``, in Lua.
 
-Each step (admit, release, report, abandon) is one script run (``redis_limits_lua``,
+Each step (admit, release, report, abandon) is one script run (``scripts.py``,
 which also lists the keys of a limit), atomic on the server and timed by the
 server's clock (``TIME``), so every process and machine shares one limit with no
 clock of its own. The algorithm is the memory store's, step for step: a log per rate
@@ -27,16 +27,24 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import CoordinationTimeoutError
-from ..limit_store import DIMENSIONS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
-from ..provider_headers import ProviderReport
-from .memory_limits import SLICES
-from .redis_conn import Link, backend_error
-from .redis_limits_lua import ABANDON, ACQUIRE, BACKOFF, CHARGE, OBSERVE, RELEASE, RENEW, REPORT, USAGE
-from .redis_lua import Script
+from ...errors import CoordinationTimeoutError
+from ...limit_store import SLICES, DIMENSIONS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from ...provider_headers import ProviderReport
+from .scripts import (
+    LIMIT_ABANDON as ABANDON,
+    LIMIT_ACQUIRE as ACQUIRE,
+    LIMIT_BACKOFF as BACKOFF,
+    LIMIT_CHARGE as CHARGE,
+    LIMIT_OBSERVE as OBSERVE,
+    LIMIT_RELEASE as RELEASE,
+    LIMIT_RENEW as RENEW,
+    LIMIT_REPORT as REPORT,
+    LIMIT_USAGE as USAGE,
+    Script,
+)
 
 if TYPE_CHECKING:
-    from .redis import RedisBackend
+    from .backend import RedisBackend
 
 __all__ = ["RedisAdmission", "RedisLimitStore"]
 
@@ -131,9 +139,7 @@ class RedisLimitStore(LimitStore):
 
     def __init__(self, backend: RedisBackend) -> None:
         self.b = backend
-        self._where = getattr(backend, "safe_url", None) or backend.url
         self._held: dict[str, tuple[LimitSpec, RedisAdmission]] = {}  # token -> slot, while held
-        self._local = threading.local()
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
 
@@ -149,8 +155,7 @@ class RedisLimitStore(LimitStore):
         self._args_cache: dict[LimitSpec, tuple[str, list[Any], int]] = {}
 
     def _forked(self) -> None:
-        """In a forked child: own connections, no slots (the parent holds those), no renewer."""
-        self._local = threading.local()
+        """In a forked child: no slots (the parent holds those), no renewer."""
         self._held = {}
         self._mutex = threading.Lock()
         self._renewer = None
@@ -166,46 +171,16 @@ class RedisLimitStore(LimitStore):
     def _lease(self) -> float:
         return float(getattr(self.b, "lease", 30.0))
 
-    def _error(self, exc: BaseException, doing: str) -> BaseException:
-        return backend_error(exc, self._where, doing)
-
-    def _link(self) -> Link:
-        """This thread's own connection for limit commands (no pool on the hot path)."""
-        link: Link | None = getattr(self._local, "link", None)
-        if link is None:
-            link = self._local.link = Link(self.b.new_connection)
-        return link
-
     def _run(self, script: Script, args: list[Any], doing: str) -> Any:
-        link = self._link()
-        try:
-            return link.script(script, (), args)
-        except Exception as exc:
-            link.reset()  # a reply may be half read: start the next command on a fresh connection
-            raise self._error(exc, doing) from exc
+        """A limit script on this thread's link (not repeated: an admission must not count twice)."""
+        return self.b.ctx.run(doing, script, (), args, retry=False)
 
     def _block(self, key: str, seconds: float, doing: str) -> None:
         """Wait on a wake key for up to ``seconds`` (this thread's connection blocks meanwhile)."""
-        link = self._link()
-        try:
-            link.call("BLPOP", key, f"{seconds:.3f}")
-        except BaseException as exc:
-            link.reset()
-            if isinstance(exc, Exception):
-                raise self._error(exc, doing) from exc
-            raise
+        self.b.ctx.run(doing, ("BLPOP", key, f"{seconds:.3f}"), retry=False, deadline=time.monotonic() + seconds + 1.0)
 
-    async def _arun(self, script: Any, args: list[Any], doing: str) -> Any:
-        client = self.b.async_client()
-        try:
-            return await client.evalsha(script.sha, 0, *args)
-        except Exception as exc:
-            if type(exc).__name__ == "NoScriptError":
-                try:
-                    return await client.eval(script.source, 0, *args)
-                except Exception as again:
-                    raise self._error(again, doing) from again
-            raise self._error(exc, doing) from exc
+    async def _arun(self, script: Script, args: list[Any], doing: str) -> Any:
+        return await self.b.ctx.arun(doing, script, (), args, retry=False)
 
     def _acquire_args(self, spec: LimitSpec, token: str, cost: Cost, wait: bool) -> list[Any]:
         base, shape, ttl = self._shape(spec)
@@ -309,15 +284,13 @@ class RedisLimitStore(LimitStore):
                 if kind is _RUN:
                     step = plan.send(await self._arun(step[1], step[2], step[3]))
                     continue
-                try:
-                    if kind is _BLOCK:
-                        await self.b.async_client().blpop([step[1]], timeout=step[2])
-                    else:
-                        await asyncio.sleep(step[1])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    raise self._error(exc, f"waiting for limit {spec.name!r}") from exc
+                if kind is _BLOCK:
+                    await self.b.ctx.arun(
+                        f"waiting for limit {spec.name!r}", ("BLPOP", step[1], f"{step[2]:.3f}"), retry=False,
+                        deadline=time.monotonic() + step[2] + 1.0,
+                    )
+                else:
+                    await asyncio.sleep(step[1])
                 _raise_if_cancelling()
                 step = plan.send(None)
         except StopIteration as done:

@@ -18,13 +18,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .redis_codec import decode_event, entry_fields
-from .redis_conn import Link, is_unavailable
-from .redis_lua import TRIM
+from ...records import Event, SubscriptionSpec
+from .codec import decode_event, entry_fields
+from .link import Pauses, is_unavailable
+from .scripts import TRIM
 
 if TYPE_CHECKING:
-    from ..events import Event, Subscription
-    from .redis_events import RedisEvents
+    from .events import RedisEvents
 
 __all__ = ["GroupReader", "Maintenance", "Tail", "entry_id_key"]
 
@@ -49,7 +49,7 @@ def entry_id_key(entry_id: bytes | str) -> tuple[int, int]:
 class GroupReader:
     """Reads one subscription's consumer group and hands its entries to the bus."""
 
-    def __init__(self, events: RedisEvents, sub: Subscription, group: str) -> None:
+    def __init__(self, events: RedisEvents, sub: SubscriptionSpec, group: str) -> None:
         self.events = events
         self.sub = sub
         self.group = group
@@ -58,7 +58,7 @@ class GroupReader:
         self._cond = threading.Condition()
         self._stopped = False
         self._client_id: int | None = None  # of the reading connection, for CLIENT UNBLOCK
-        self._link = Link(events.b.new_connection)
+        self._link = events.ctx.new_link()
         self._thread = threading.Thread(target=self._run, name=f"agentdiff-redis-group-{group}", daemon=True)
 
     def start(self) -> None:
@@ -97,7 +97,7 @@ class GroupReader:
     def _run(self) -> None:
         ev = self.events
         stream, group, consumer = ev.stream, self.group, ev.b.process_id
-        pause = 0.05
+        pauses = Pauses()
         while not self._stopped and not ev.closed:
             if not self._room():
                 continue
@@ -110,7 +110,7 @@ class GroupReader:
                     "XREADGROUP", "GROUP", group, consumer, "COUNT", READ_COUNT, "BLOCK", BLOCK_MS,
                     "STREAMS", stream, ">",
                 )
-                pause = 0.05
+                pauses.reset()
             except Exception as exc:
                 self._link.reset()
                 self._client_id = None
@@ -123,12 +123,12 @@ class GroupReader:
                         ev.create_group(group, "0")
                     except Exception as again:
                         logger.warning("could not re-create consumer group %r: %s", group, again)
-                        time.sleep(pause)
+                        time.sleep(pauses.next())
                     continue
+                pause = pauses.next()
                 level = logging.DEBUG if is_unavailable(exc) else logging.ERROR
                 logger.log(level, "reading events for %s failed (%s); retrying in %.2fs", group, exc, pause)
                 time.sleep(pause)
-                pause = min(pause * 2, 1.0)
                 continue
             if reply:
                 self.deliver(reply[0][1])
@@ -140,7 +140,6 @@ class GroupReader:
         sender = ev.sender()
         sub = self.sub
         group = self.group
-        deliver = ev.b.deliver
         for entry_id, fields in entries:
             if fields is None:  # deleted meanwhile
                 sender.ack(group, entry_id)
@@ -161,7 +160,7 @@ class GroupReader:
                     continue  # already being handled here
                 self.inflight += 1
                 self.inflight_ids.add(entry_id)
-            deliver(sub, event, self._acker(entry_id))
+            sub.deliver(event, self._acker(entry_id))
 
     def _acker(self, entry_id: bytes) -> Any:
         def ack() -> None:
@@ -191,23 +190,23 @@ class Tail:
     def __init__(self, events: RedisEvents) -> None:
         self.events = events
         self._cond = threading.Condition()
-        self._waiters: dict[Subscription, tuple[int, int]] = {}
+        self._waiters: dict[SubscriptionSpec, tuple[int, int]] = {}
         self._position: bytes | None = None
         self._stopped = False
-        self._link = Link(events.b.new_connection)
+        self._link = events.ctx.new_link()
         self._thread = threading.Thread(target=self._run, name="agentdiff-redis-tail", daemon=True)
         self._thread.start()
 
-    def add(self, sub: Subscription) -> None:
+    def add(self, sub: SubscriptionSpec) -> None:
         stream = self.events.stream
-        b = self.events.b
-        last = b.retrying("starting to wait for an event", lambda link: link.call("XREVRANGE", stream, "+", "-", "COUNT", 1))
+        doing = "starting to wait for an event"
+        last = self.events.ctx.run(doing, ("XREVRANGE", stream, "+", "-", "COUNT", 1))
         start = last[0][0] if last else b"0-0"
         with self._cond:
             pos = self._position
             if self._waiters and pos is not None and entry_id_key(pos) > entry_id_key(start):
                 # the tail already read past this waiter's start: give it what it missed
-                missed = b.retrying("starting to wait for an event", lambda link: link.call("XRANGE", stream, b"(" + start, pos))
+                missed = self.events.ctx.run(doing, ("XRANGE", stream, b"(" + start, pos))
                 self._waiters[sub] = entry_id_key(start)
                 self._dispatch(missed, only=sub)
             else:
@@ -216,7 +215,7 @@ class Tail:
                 self._waiters[sub] = entry_id_key(start)
             self._cond.notify_all()
 
-    def remove(self, sub: Subscription) -> None:
+    def remove(self, sub: SubscriptionSpec) -> None:
         with self._cond:
             self._waiters.pop(sub, None)
 
@@ -226,7 +225,7 @@ class Tail:
             self._cond.notify_all()
         self._link.close()
 
-    def _dispatch(self, entries: list[Any], only: Subscription | None = None) -> None:
+    def _dispatch(self, entries: list[Any], only: SubscriptionSpec | None = None) -> None:
         """Under the condition's lock: give each entry to the waiters it matches."""
         for entry_id, fields in entries:
             if fields is None:
@@ -248,7 +247,7 @@ class Tail:
                 sub.deliver(event)
 
     def _run(self) -> None:
-        pause = 0.05
+        pauses = Pauses()
         while True:
             with self._cond:
                 while not self._waiters and not self._stopped:
@@ -258,14 +257,13 @@ class Tail:
                 pos = self._position or b"$"
             try:
                 reply = self._link.call("XREAD", "COUNT", 500, "BLOCK", BLOCK_MS, "STREAMS", self.events.stream, pos)
-                pause = 0.05
+                pauses.reset()
             except Exception as exc:
                 self._link.reset()
                 if self._stopped:
                     break
                 logger.debug("reading events for wait_for failed (%s); retrying", exc)
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
+                time.sleep(pauses.next())
                 continue
             if not reply:
                 continue
@@ -286,9 +284,9 @@ class Maintenance:
     def __init__(self, events: RedisEvents) -> None:
         self.events = events
         b = events.b
-        self.alive_key = b.key("consumer", b.process_id)
+        self.alive_key = events.ctx.key("consumer", b.process_id)
         self._stopped = threading.Event()
-        self._link = Link(b.new_connection)
+        self._link = events.ctx.new_link()
         self._mutex = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="agentdiff-redis-maintenance", daemon=True)
         self._thread.start()
@@ -296,7 +294,7 @@ class Maintenance:
     def stop(self) -> None:
         self._stopped.set()
         try:  # let the others reclaim what this process still holds, now
-            link = Link(self.events.b.new_connection)
+            link = self.events.ctx.new_link()
             link.call("DEL", self.alive_key)
             link.close()
         except Exception:
@@ -323,7 +321,7 @@ class Maintenance:
                 if now >= next_trim:
                     next_trim = now + self.TRIM_EVERY
                     with self._mutex:
-                        self._link.script(TRIM, [self.events.stream], [])
+                        self._link.script(TRIM, [self.events.stream], [self.events.stream_retention])
                         self._link.call("XTRIM", self.events.dead_stream, "MAXLEN", "~", 10000)
                 if now >= next_tidy:
                     next_tidy = now + self.TIDY_EVERY
@@ -349,7 +347,7 @@ class Maintenance:
         alive: dict[bytes, bool] = {}
         if others:
             with self._mutex:
-                flags = self._link.call("MGET", *[b.key("consumer", c.decode()) for c in others])
+                flags = self._link.call("MGET", *[self.events.ctx.key("consumer", c.decode()) for c in others])
             alive = {c: f is not None for c, f in zip(others, flags)}
         take: list[bytes] = []
         for entry_id, consumer, _idle, deliveries in pending:
@@ -395,6 +393,6 @@ class Maintenance:
             if name is None or pending or idle < b.consumer_ttl * 1000 or name.decode() == b.process_id:
                 continue
             with self._mutex:
-                if self._link.call("EXISTS", b.key("consumer", name.decode())):
+                if self._link.call("EXISTS", self.events.ctx.key("consumer", name.decode())):
                     continue
                 self._link.call("XGROUP", "DELCONSUMER", self.events.stream, group, name)

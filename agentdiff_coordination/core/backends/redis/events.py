@@ -33,15 +33,15 @@ import weakref
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendUnavailableError
-from .redis_codec import encode_event
-from .redis_conn import Link, backend_error, is_unavailable
-from .redis_consumers import GroupReader, Maintenance, Tail, entry_id_key
-from .redis_lua import DRAIN_STATE
+from ...errors import BackendUnavailableError
+from ...records import BackendStatistics, Event, SubscriptionSpec
+from .codec import encode_event
+from .consumers import GroupReader, Maintenance, Tail, entry_id_key
+from .link import SLACK, Link, Pauses, is_unavailable, made_once, pack
+from .scripts import DRAIN_STATE, TRIM
 
 if TYPE_CHECKING:
-    from ..events import Event, Subscription
-    from .redis import RedisBackend
+    from .backend import RedisBackend
 
 __all__ = ["RedisEvents"]
 
@@ -51,51 +51,65 @@ logger = logging.getLogger("agentdiff_coordination")
 CACHE_LIMIT = 65536
 #: events queued for the sender before ``emit`` waits for room
 QUEUE_LIMIT = 100_000
+#: seconds ``emit`` waits for room in a full queue before it raises
+QUEUE_WAIT = 30.0
 #: most commands in one round trip of the sender
 BATCH = 1000
 
 
 class _Sender:
-    """Writes queued events (``XADD``) and acknowledgements (``XACK``) in batches."""
+    """Writes queued events (``XADD``) and acknowledgements (``XACK``) in batches.
+
+    One round trip carries everything queued meanwhile; each command's reply is its own,
+    so a command Redis refuses costs only itself: an event refused for a reason that may
+    pass (``OOM``, ``LOADING``, ``BUSY``...) is tried again, ``ATTEMPTS`` times in all, else
+    (or when refused for good) it is counted in ``lost`` and logged, and ``drain()`` says so.
+    After each batch the stream is trimmed to its retention (``TRIM``).
+    """
+
+    ATTEMPTS = 6
 
     def __init__(self, events: RedisEvents) -> None:
         self.events = events
         self._cond = threading.Condition()
-        self._items: deque[tuple[str, Any, Any]] = deque()
+        self._items: deque[list[Any]] = deque()  # [kind, a, b, attempts]
         self.queued = 0  # items (events and acknowledgements) ever queued
         self.done = 0  # items ever written (or given up on)
+        self.unsent = 0  # events queued and not yet written or given up on
+        self.lost = 0  # events given up on
         self.last_id: bytes = b""  # the id of the last event written
         self.failing: BaseException | None = None
         self._busy = False
         self._stopped = False
-        self._link = Link(events.b.new_connection)
+        self._link = events.ctx.new_link()
         self._thread = threading.Thread(target=self._run, name="agentdiff-redis-sender", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
-        _at_exit(lambda: (s := ref()) is not None and s.flush(events.b.exit_flush))
+        _at_exit(lambda: _exit(ref))
 
-    def _put(self, item: tuple[str, Any, Any]) -> None:
+    def _put(self, item: list[Any]) -> None:
         self._items.append(item)
         self.queued += 1
         if not self._busy:
             self._cond.notify()
 
-    def add(self, fields: list[Any]) -> None:
+    def add(self, packed: bytes) -> None:
         with self._cond:
             if self.failing is not None:
-                raise backend_error(self.failing, self.events.b.safe_url, "sending an event")
+                raise self.events.ctx.error(self.failing, "sending an event")
             if len(self._items) >= QUEUE_LIMIT and not self._cond.wait_for(
-                lambda: len(self._items) < QUEUE_LIMIT, 30.0
+                lambda: len(self._items) < QUEUE_LIMIT, QUEUE_WAIT
             ):
                 raise BackendUnavailableError(
-                    f"{QUEUE_LIMIT} events are waiting to be written to Redis at {self.events.b.safe_url}; "
-                    "the server is too slow or unreachable"
+                    f"{QUEUE_LIMIT} events are waiting to be written to Redis at {self.events.ctx.safe_url}; "
+                    f"the server is too slow or unreachable (emit waited {QUEUE_WAIT:g}s for room)"
                 )
-            self._put(("x", fields, None))
+            self.unsent += 1
+            self._put(["x", packed, None, 0])
 
     def ack(self, group: str, entry_id: bytes) -> None:
         with self._cond:
-            self._put(("a", group, entry_id))
+            self._put(["a", group, entry_id, 0])
 
     def quiet(self) -> bool:
         """Whether everything queued so far has been written."""
@@ -108,13 +122,22 @@ class _Sender:
             self._cond.wait_for(lambda: self.done >= target or self._stopped, timeout)
             return self.done >= target
 
+    def exit(self) -> None:
+        """At interpreter exit: wait at most the exit bound, then say what was not sent."""
+        bound = self.events.exit_flush()
+        if not self.flush(bound) and self.unsent:
+            logger.error(
+                "%d event(s) not sent to Redis at %s within the exit bound of %gs (exit_drain_timeout, "
+                "AGENTDIFF_COORDINATION_EXIT_DRAIN); they are lost", self.unsent, self.events.ctx.safe_url, bound,
+            )
+
     def stop(self, timeout: float) -> None:
         self.flush(timeout)
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
 
-    def _take(self) -> list[tuple[str, Any, Any]] | None:
+    def _take(self) -> list[list[Any]] | None:
         with self._cond:
             while not self._items:
                 self._busy = False
@@ -127,48 +150,82 @@ class _Sender:
 
     def _run(self) -> None:
         stream = self.events.stream
-        pause = 0.05
+        pauses = Pauses()
         while (batch := self._take()) is not None:
-            commands: list[list[Any]] = []
+            commands: list[Any] = [item[1] for item in batch if item[0] == "x"]
+            adds = len(commands)
             acks: dict[str, list[bytes]] = {}
-            adds = 0
-            for kind, a, b in batch:
-                if kind == "x":
-                    commands.append(["XADD", stream, "*", *a])
-                    adds += 1
-                else:
-                    acks.setdefault(a, []).append(b)
-            for group, ids in acks.items():
-                commands.append(["XACK", stream, group, *ids])
+            for item in batch:
+                if item[0] == "a":
+                    acks.setdefault(item[1], []).append(item[2])
+            commands += [["XACK", stream, group, *ids] for group, ids in acks.items()]
+            replies: list[Any] | None = None
             try:
                 replies = self._link.pipeline(commands)
+                if adds:  # the stream's retention, kept on every write
+                    self.events.ctx.run("trimming the event stream", TRIM, [stream],
+                                        [self.events.stream_retention], link=self._link, retry=False)
             except Exception as exc:
                 self._link.reset()
-                if is_unavailable(exc) and not self._stopped:
+                if replies is None and not self._stopped and is_unavailable(exc):
                     with self._cond:
                         self._items.extendleft(reversed(batch))  # at least once: write them again
                         self.failing = exc
+                    pause = pauses.next()
                     logger.warning("Redis unreachable while writing events (%s); retrying in %.2fs", exc, pause)
                     time.sleep(pause)
-                    pause = min(pause * 2, 1.0)
                     continue
-                logger.error("could not write %d events and %d acknowledgements to Redis: %s",
-                             adds, len(batch) - adds, exc)
-                replies = []
-            pause = 0.05
-            last = b""
-            for i, reply in enumerate(replies):
-                if isinstance(reply, Exception):
-                    logger.error("Redis refused an event or an acknowledgement: %s", reply)
-                elif i < adds:
-                    last = reply
-            with self._cond:
-                self.failing = None
-                self.done += len(batch)
-                if last:
-                    self.last_id = last
-                self._cond.notify_all()
+                if replies is None:  # refused for good (a configuration error): each event counts
+                    replies = [exc] * len(commands)
+                else:
+                    logger.debug("trimming the event stream failed (%s); the next write trims it", exc)
+            pauses.reset()
+            self._settle(batch, adds, replies)
         self._link.close()
+
+    def _settle(self, batch: list[list[Any]], adds: int, replies: list[Any]) -> None:
+        """Count what was written; put back what may pass, give up on the rest (counted)."""
+        last = b""
+        again: list[list[Any]] = []
+        lost = 0
+        events = [item for item in batch if item[0] == "x"]
+        for item, reply in zip(events, replies):
+            if not isinstance(reply, BaseException):
+                last = reply
+                continue
+            item[3] += 1
+            if item[3] < self.ATTEMPTS and _may_pass(reply):
+                again.append(item)
+                continue
+            lost += 1
+            logger.error("Redis at %s refused an event after %d attempt(s) (%s); it is lost (counted in "
+                         "statistics().events_lost; drain() returns False)",
+                         self.events.ctx.safe_url, item[3], str(reply).rstrip("."))
+        for reply in replies[adds:]:
+            if isinstance(reply, BaseException):
+                logger.warning("Redis refused acknowledgements (%s); the entries are delivered again", reply)
+        if again:
+            time.sleep(0.05 * 2 ** min(again[0][3], 5))
+        with self._cond:
+            self.failing = None
+            self._items.extendleft(reversed(again))
+            self.done += len(batch) - len(again)
+            self.unsent -= adds - len(again)
+            self.lost += lost
+            if last:
+                self.last_id = last
+            self._cond.notify_all()
+
+
+def _exit(ref: weakref.ref[_Sender]) -> None:
+    sender = ref()
+    if sender is not None:
+        sender.exit()
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """Whether a refusal may pass if the command is sent again (memory, loading, failover)."""
+    return is_unavailable(exc) or str(exc).startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "READONLY"))
 
 
 _exit_hooks: list[Any] = []
@@ -201,9 +258,11 @@ class RedisEvents:
 
     def __init__(self, backend: RedisBackend) -> None:
         self.b = backend
+        self.ctx = backend.ctx
         self._mutex = threading.Lock()
         self._sender: _Sender | None = None
-        self._readers: dict[Subscription, GroupReader] = {}
+        self._lost_seen = 0  # events lost when drain() last looked
+        self._readers: dict[SubscriptionSpec, GroupReader] = {}
         self._tail: Tail | None = None
         self._maintenance: Maintenance | None = None
         self._cache: OrderedDict[str, Any] = OrderedDict()
@@ -211,33 +270,28 @@ class RedisEvents:
 
     @property
     def stream(self) -> str:
-        return self.b.key("events")
+        return self.ctx.key("events")
 
     @property
     def dead_stream(self) -> str:
-        return self.b.key("events", "dead")
+        return self.ctx.key("events", "dead")
+
+    @property
+    def stream_retention(self) -> int:
+        return self.b.options.stream_retention
+
+    def exit_flush(self) -> float:
+        return self.b.defaults.exit_flush
 
     def link(self) -> Link:
         """This thread's own connection for short commands."""
-        return self.b.link()
+        return self.ctx.link()
 
     def sender(self) -> _Sender:
-        s = self._sender
-        if s is None:
-            with self._mutex:
-                if self._sender is None:
-                    self._sender = _Sender(self)
-                s = self._sender
-        return s
+        return self._sender or made_once(self, "_sender", self._mutex, lambda: _Sender(self))
 
     def maintenance(self) -> Maintenance:
-        m = self._maintenance
-        if m is None:
-            with self._mutex:
-                if self._maintenance is None:
-                    self._maintenance = Maintenance(self)
-                m = self._maintenance
-        return m
+        return self._maintenance or made_once(self, "_maintenance", self._mutex, lambda: Maintenance(self))
 
     # -- the local object cache -------------------------------------------------------
     def has_cache(self) -> bool:
@@ -259,14 +313,14 @@ class RedisEvents:
     # -- publishing --------------------------------------------------------------------
     def publish(self, event: Event) -> None:
         if self.closed:
-            raise BackendUnavailableError(f"the Redis backend for {self.b.safe_url} is closed; configure() a new one")
-        fields = encode_event(event)
+            raise BackendUnavailableError(f"the Redis backend for {self.ctx.safe_url} is closed; configure() a new one")
+        packed = pack(["XADD", self.stream, "*", *encode_event(event)])  # a bad event is refused here
         if self._readers or self._tail is not None:
             self._remember(event)
-        self.sender().add(fields)
+        self.sender().add(packed)
 
     # -- subscriptions -----------------------------------------------------------------
-    def _group_name(self, sub: Subscription) -> str:
+    def _group_name(self, sub: SubscriptionSpec) -> str:
         taken = {r.group for r in self._readers.values()}
         name, n = sub.group, 1
         while name in taken:  # the same subscription twice in one process: two groups
@@ -274,7 +328,7 @@ class RedisEvents:
             name = f"{sub.group}#{n}"
         return name
 
-    def subscribe(self, sub: Subscription) -> None:
+    def subscribe(self, sub: SubscriptionSpec) -> None:
         if self.closed:
             return
         if sub.kind == "waiter":
@@ -306,16 +360,14 @@ class RedisEvents:
     def create_group(self, group: str, start: str) -> None:
         """Create ``group`` on the stream (and the stream) unless it exists."""
 
-        def create(link: Link) -> None:
-            try:
-                link.call("XGROUP", "CREATE", self.stream, group, start, "MKSTREAM")
-            except Exception as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        try:
+            self.ctx.run(f"creating the consumer group {group!r}",
+                         ("XGROUP", "CREATE", self.stream, group, start, "MKSTREAM"))
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
-        self.b.retrying(f"creating the consumer group {group!r}", create)
-
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: SubscriptionSpec) -> None:
         if sub.kind == "waiter":
             if self._tail is not None:
                 self._tail.remove(sub)
@@ -331,8 +383,17 @@ class RedisEvents:
 
     # -- draining ----------------------------------------------------------------------
     def drain(self, timeout: float | None) -> bool:
-        """Wait until the groups of the local subscriptions hold no entry emitted so far."""
+        """Wait until the groups of the local subscriptions hold no entry emitted so far;
+        False also when events were lost (refused by Redis) since the last drain."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        done = self._drain(deadline)
+        sender = self._sender
+        if sender is not None and sender.lost != self._lost_seen:
+            self._lost_seen = sender.lost
+            return False
+        return done
+
+    def _drain(self, deadline: float | None) -> bool:
 
         def left() -> float | None:
             return None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -348,15 +409,13 @@ class RedisEvents:
         while True:
             queued = sender.queued if sender is not None else 0
             quiet = sender is None or sender.quiet()
-            last, states = self.b.retrying(
-                "waiting for events to be handled (drain)",
-                lambda link: link.script(DRAIN_STATE, [self.stream], groups),
-            )
+            last, states = self.ctx.run("waiting for events to be handled (drain)", DRAIN_STATE,
+                                        [self.stream], groups, deadline=None if deadline is None else deadline + SLACK)
             if horizon is None:
                 horizon = entry_id_key(last) if last else (0, 0)
             mine = entry_id_key(sender.last_id) if sender is not None and sender.last_id else (0, 0)
             target = max(horizon, mine)
-            idle = quiet and self.b.bus_pending() == 0
+            idle = quiet and self.b.sink.pending == 0
             for name, exists, delivered, pending, min_pending in states:
                 if not exists:  # lost with Redis's data: its reader makes it again from the start
                     self.create_group(name.decode(), "0")
@@ -394,12 +453,15 @@ class RedisEvents:
         if maintenance is not None:
             maintenance.stop()
         if sender is not None:
-            sender.stop(self.b.exit_flush)
+            sender.stop(self.exit_flush())
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self, locks_held: int, lock_waiters: int) -> BackendStatistics:
         s = self._sender
-        return {
-            "event_groups": len(self._readers),
-            "events_queued": 0 if s is None else s.queued - s.done,
-            "events_in_flight": sum(r.inflight for r in self.readers()),
-        }
+        return BackendStatistics(
+            locks_held=locks_held,
+            lock_waiters=lock_waiters,
+            event_groups=len(self._readers),
+            events_queued=0 if s is None else s.unsent,
+            events_in_flight=sum(r.inflight for r in self.readers()),
+            events_lost=0 if s is None else s.lost,
+        )

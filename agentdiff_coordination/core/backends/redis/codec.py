@@ -1,10 +1,14 @@
 """How events travel through Redis: JSON, never pickle.
 
-An event is one stream entry with the fields ``n`` (name), ``i`` (id), ``s`` (sender,
+An event is one stream entry with the fields ``c`` (the emitter's trace context, when
+traced), ``n`` (name), ``i`` (id), ``s`` (sender,
 absent when None), ``t`` (wall time of the emit) and ``d`` (the data as JSON).
 
 User data must be JSON already: anything else is a ``TypeError`` at ``emit``, naming
-the event and the value that could not be encoded.
+the event and the value that could not be encoded; a string that is not valid UTF-8
+(a lone surrogate such as ``"\ud800"``, in the data, the name or the sender) is a
+``ValueError`` at ``emit``. Either way nothing is queued: one bad event never costs
+another.
 
 Lifecycle payloads of ``@coordinate`` (``NAME_started``, ``NAME_complete``, ...)
 carry whatever the step took and returned: an LLM response, a framework message.
@@ -25,7 +29,7 @@ import dataclasses
 import json
 from typing import Any
 
-from ..events import Event
+from ...records import Event
 
 __all__ = ["LIFECYCLE_SUFFIXES", "decode_event", "encode_event", "entry_fields", "is_lifecycle", "json_form"]
 
@@ -104,8 +108,9 @@ def _find_unencodable(obj: Any, path: str = "data", depth: int = 0) -> str:
     return f"{path} is a {_type_name(obj)}"
 
 
-def encode_event(event: Event) -> list[Any]:
-    """The stream fields of ``event``; ``TypeError`` when its data is not JSON."""
+def encode_event(event: Event) -> list[bytes]:
+    """The stream fields of ``event``; ``TypeError`` when its data is not JSON,
+    ``ValueError`` when a string in it is not valid UTF-8."""
     try:
         data = _dumps(event.data)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -118,10 +123,19 @@ def encode_event(event: Event) -> list[Any]:
                 f"({where}). Events cross processes as JSON; emit plain values (dict, list, str, "
                 "int, float, bool, None) and convert objects first, e.g. model.model_dump()"
             ) from exc
-    fields = ["n", event.name, "i", event.id, "t", repr(event.timestamp), "d", data]
+    fields: list[str | bytes] = [b"n", event.name, b"i", event.id, b"t", repr(event.timestamp), b"d", data]
     if event.sender is not None:
-        fields += ["s", event.sender]
-    return fields
+        fields += [b"s", event.sender]
+    if event.trace:
+        fields += [b"c", _dumps(event.trace)]
+    try:
+        return [f if isinstance(f, bytes) else f.encode() for f in fields]
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"event {event.name!r} cannot be emitted on the Redis backend: a string in it is not valid "
+            f"UTF-8 ({exc.reason} at {exc.object[max(0, exc.start - 20):exc.end + 20]!r}); events cross "
+            "processes as UTF-8 JSON"
+        ) from None
 
 
 _decode_json = json.JSONDecoder().decode
@@ -139,10 +153,12 @@ def decode_event(values: dict[bytes, bytes], data: Any = _decode_json) -> Event:
         raw = values.get(b"d")
         data = _decode_json(raw.decode()) if raw is not None else None
     t = values.get(b"t")
+    trace = values.get(b"c")
     return Event(
         values[b"n"].decode(),
         data,
         values[b"i"].decode(),
         sender.decode() if sender is not None else None,
         float(t) if t is not None else 0.0,
+        _decode_json(trace.decode()) if trace is not None else None,
     )

@@ -26,14 +26,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CoordinationTimeoutError
-from ..limit_store import DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderGate, ProviderWord, WindowUsage
-from ..provider_headers import ProviderReport
+from ...errors import CoordinationTimeoutError
+from ...limit_store import SLICES, DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderGate, ProviderWord, WindowUsage
+from ...provider_headers import ProviderReport
 
-__all__ = ["Admission", "LimitState", "MemoryLimitStore", "SLICES", "SlidingLog", "Waiter"]
+__all__ = ["Admission", "LimitState", "MemoryLimitStore", "SlidingLog", "Waiter"]
 
-#: slices of a period that share one log entry: bounds memory, costs at most 1/SLICES of the rate
-SLICES = 1000
 INF = math.inf
 
 
