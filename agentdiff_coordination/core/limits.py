@@ -38,7 +38,7 @@ from .errors import BackendError
 from .limit_store import DIMENSIONS, ONE, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
 from .permits import Permit, check_wait, enter_async, enter_sync, exit_async, exit_sync, innermost, leave_async, leave_sync, wrap
 from .provider_headers import ProviderReport, parse_headers
-from .rates import ACCEPTED_RATES, Rate, _rates, parse_rate  # noqa: F401  (ACCEPTED_RATES lived here)
+from .rates import ACCEPTED_RATES, Rate, parse_rate, parse_rates  # noqa: F401  (ACCEPTED_RATES lived here)
 from .validation import check_name, check_timeout
 
 __all__ = [
@@ -114,11 +114,11 @@ def limit(
     spelling = "tokens" if tokens is not None else "rate"
     spec = LimitSpec(
         name,
-        _rates(tokens if tokens is not None else rate, f"{spelling} of limit {name!r}"),
-        _rates(requests, f"requests of limit {name!r}"),
+        parse_rates(tokens if tokens is not None else rate, f"{spelling} of limit {name!r}"),
+        parse_rates(requests, f"requests of limit {name!r}"),
         concurrency,
-        _rates(input_tokens, f"input_tokens of limit {name!r}"),
-        _rates(output_tokens, f"output_tokens of limit {name!r}"),
+        parse_rates(input_tokens, f"input_tokens of limit {name!r}"),
+        parse_rates(output_tokens, f"output_tokens of limit {name!r}"),
         spelling,
     )
     with _declare_lock:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ACCEPTED_RATES", "Rate", "parse_rate"]
+__all__ = ["ACCEPTED_RATES", "MAX_PERIOD", "Rate", "parse_rate", "parse_rates"]
 
 _UNITS: dict[str, tuple[float, str]] = {}
 for _names, _seconds, _canonical in (
@@ -82,7 +82,7 @@ def parse_rate(value: str | Rate) -> Rate:
     return Rate(int(amount), seconds * n, text)
 
 
-def _rates(value: str | Rate | Iterable[str | Rate] | None, what: str) -> tuple[Rate, ...]:
+def parse_rates(value: str | Rate | Iterable[str | Rate] | None, what: str) -> tuple[Rate, ...]:
     """The rates ``value`` gives (one, a list, or None for none); ``what`` names it in errors."""
     if value is None:
         return ()

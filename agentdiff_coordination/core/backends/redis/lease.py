@@ -87,15 +87,22 @@ class LocalWaiter:
         """(A task) wait for a hint; True when hinted."""
         if not self.hinted:
             assert self.loop is not None
-            self.future = self.loop.create_future()
+            self.future = future = self.loop.create_future()
+            # not asyncio.wait_for: on 3.11 it swallows a cancellation that meets a hint
+            timer = None if timeout is None else self.loop.call_later(max(0.0, timeout), _settle, future)
             try:
-                await asyncio.wait_for(self.future, timeout)
-            except TimeoutError:
-                pass
+                await future
             finally:
+                if timer is not None:
+                    timer.cancel()
                 self.future = None
         hinted, self.hinted = self.hinted, False
         return hinted
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Watchdog:
