@@ -78,7 +78,7 @@ def test_a_cancelled_sync_node_keeps_its_lock_until_its_body_returns() -> None:
         try:  # still inside the loop: asyncio.run would wait for the worker thread on its way out
             assert entered.is_set() and not finished.is_set()  # LangGraph gave up on it; its thread runs on
             assert not lock_is_free("ledger"), "the lock was given away while the sync node still runs"
-            drain()
+            await drain()
             assert "writer_cancelled" not in log.names()
         finally:
             go.set()
