@@ -176,7 +176,8 @@ def _delegates(bound: Runnable[Any, Any], c: Coordinator) -> tuple[Callable[...,
     if not _native_async(bound):
         from langchain_core.runnables.config import run_in_executor
 
-        return run_node, functools.wraps(run_node)(functools.partial(run_in_executor, None, run_node))
+        in_thread: Callable[..., Any] = functools.partial(run_in_executor, None, run_node)  # type: ignore[call-arg]  # as LangGraph runs sync nodes
+        return run_node, functools.wraps(run_node)(in_thread)
     return run_node, arun_node
 
 
