@@ -15,6 +15,9 @@ Three ways in:
   ``NODE_failed`` / ``NODE_interrupted`` with the run's ``step``, ``thread_id``,
   ``checkpoint_ns``, ``attempt``, ``task_id`` and ``node``; the nodes named in ``locks``
   also take their locks (and those in ``limits`` their limits).
+- ``serialize_threads(graph)`` on a compiled graph: one run per ``thread_id`` at a time
+  (enqueued or rejected), so concurrent runs never fork a thread's checkpoint history
+  (``langgraph_threads``).
 
 LangGraph is imported only when one of these is used; without it the error says
 ``pip install 'agentdiff-coordination[langgraph]'``.
@@ -33,11 +36,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..core.coordinate import Coordinator, Run, coordinate
 from ..core.validation import check_timeout
 from .hookspecs import hookimpl
+from .langgraph_threads import ThreadBusyError, serialize_threads
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable, RunnableConfig
 
-__all__ = ["INSTALL_HINT", "coordinate_graph", "coordinated_runnable", "graph_metadata"]
+__all__ = [
+    "INSTALL_HINT",
+    "ThreadBusyError",
+    "coordinate_graph",
+    "coordinated_runnable",
+    "graph_metadata",
+    "serialize_threads",
+]
 
 INSTALL_HINT = "pip install 'agentdiff-coordination[langgraph]'"
 
