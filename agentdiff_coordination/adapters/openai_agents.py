@@ -15,8 +15,8 @@ not built in, and uses only the plugin hooks and the core's ``Coordinator``.
 - ``coordinate(NAME, ...)(agent)`` on an ``agents.Agent`` returns ``agent.clone(...)``
   (name, instructions, tools, handoffs, guardrails, output type kept) whose model is
   coordinated: each turn's model call, streamed or not, holds the locks and takes the
-  limit, and reports the tokens its response states (``usage.total_tokens``) to the
-  limit. ``NAME_complete`` carries the turn's ``output`` (its text), the ``tool_calls``
+  limit (admitted at the tokens the previous call under that limit used), and reports
+  the tokens its response states (``usage.total_tokens``) to the limit. ``NAME_complete`` carries the turn's ``output`` (its text), the ``tool_calls``
   it asked for, the agent it hands off to (``handoff``) and its ``tokens``.
 
 Guardrail tripwires and ``MaxTurnsExceeded`` are the SDK's control flow: raised by the
@@ -134,6 +134,25 @@ def _turn(response: Any, handoffs: Any) -> dict[str, Any]:
     }
 
 
+#: per limit name, the tokens the last model call under it used: the cost the next call is
+#: admitted at (then corrected to what its response states), so a shared budget is not
+#: overshot by calls admitted at a cost of 1
+_estimates: dict[str, int] = {}
+
+
+def _admission_cost(limit_name: str) -> int:
+    return _estimates.get(limit_name, 1)
+
+
+def _spent(limit_name: str, response: Any) -> int | None:
+    """The tokens ``response`` states it used (remembered as the next estimate), or None."""
+    tokens = getattr(getattr(response, "usage", None), "total_tokens", None)
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+        _estimates[limit_name] = tokens
+        return tokens
+    return None
+
+
 def _handoffs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return kwargs["handoffs"] if "handoffs" in kwargs else (args[5] if len(args) > 5 else ())
 
@@ -148,8 +167,9 @@ def _model_class() -> type[Any]:
         """The model of a coordinated agent: each call is one coordinated turn.
 
         ``get_response`` and ``stream_response`` run the inner model's call under the
-        coordinator: locks first, then the limit (cost 1, corrected to the response's
-        ``usage.total_tokens``). A stream holds them until it ends or is closed.
+        coordinator: locks first, then the limit, admitted at the tokens the last call
+        under that limit used (1 at first) and corrected to the response's
+        ``usage.total_tokens``. A stream holds them until it ends or is closed.
         Everything else is the inner model's.
         """
 
@@ -176,10 +196,10 @@ def _model_class() -> type[Any]:
                 if self._limit is None:
                     response = await self._model().get_response(*args, **kwargs)
                 else:
-                    async with _limit(self._limit)(cost=1, timeout=c.timeout) as permit:
+                    async with _limit(self._limit)(cost=_admission_cost(self._limit), timeout=c.timeout) as permit:
                         response = await self._model().get_response(*args, **kwargs)
-                        tokens = getattr(getattr(response, "usage", None), "total_tokens", None)
-                        if isinstance(tokens, int) and tokens > 0:
+                        tokens = _spent(self._limit, response)
+                        if tokens is not None:
                             await permit.report_async(tokens)
                 run.result = _turn(response, _handoffs(args, kwargs))
             return response
@@ -187,14 +207,15 @@ def _model_class() -> type[Any]:
         async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             c = self._coordinator
             async with c.run() as run:
-                permit_use = None if self._limit is None else _limit(self._limit)(cost=1, timeout=c.timeout)
+                permit_use = None if self._limit is None else _limit(self._limit)(
+                    cost=_admission_cost(self._limit), timeout=c.timeout)
                 permit = None if permit_use is None else await permit_use.__aenter__()
                 try:
                     async for event in self._model().stream_response(*args, **kwargs):
                         if getattr(event, "type", None) == "response.completed":
                             response = event.response
-                            tokens = getattr(getattr(response, "usage", None), "total_tokens", None)
-                            if permit is not None and isinstance(tokens, int) and tokens > 0:
+                            tokens = None if self._limit is None else _spent(self._limit, response)
+                            if permit is not None and tokens is not None:
                                 await permit.report_async(tokens)
                             run.result = _turn(response, _handoffs(args, kwargs))
                         yield event

@@ -39,7 +39,7 @@ from agents import (  # noqa: E402
 )
 
 from agentdiff_coordination import CoordinationTimeoutError, coordinate, drain, limit, lock  # noqa: E402
-from agentdiff_coordination.adapters import registry  # noqa: E402
+from agentdiff_coordination.adapters import openai_agents, registry  # noqa: E402
 from tests.adapters.langgraph_nodes import EventLog  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,6 +51,7 @@ def plugin_from_its_entry_point(tmp_path_factory: pytest.TempPathFactory, monkey
         monkeypatch.syspath_prepend(str(install_entry_point(tmp_path_factory.mktemp("site"))))
     monkeypatch.delenv(registry.ENV_DISABLE, raising=False)
     registry._reset_for_tests()
+    openai_agents._estimates.clear()
     yield
     registry._reset_for_tests()
 
