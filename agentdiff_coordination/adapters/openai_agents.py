@@ -33,6 +33,7 @@ import copy
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -74,10 +75,20 @@ def _is_sync_tool(tool: Any, invoker: Any) -> bool:
     return callable(wrapped) and not inspect.iscoroutinefunction(wrapped) and not inspect.isclass(wrapped)
 
 
+_worker = threading.local()  # a worker thread's own event loop, made once and reused
+
+
 def _run_to_the_end(invoker: Callable[..., Coroutine[Any, Any, Any]], ctx: Any, arguments: str) -> Any:
-    """Run the SDK's invoker on a loop of this worker thread; returns only when the sync
-    tool function has returned (``asyncio.run`` waits for the thread it runs it in)."""
-    return asyncio.run(invoker(ctx, arguments))
+    """Run the SDK's invoker to its end on this worker thread's own loop.
+
+    The invoker hands the sync tool function to a thread of that loop and returns only
+    when the function has returned; nothing outside can cancel it, so the coordination
+    around this call holds its lock until then.
+    """
+    loop = getattr(_worker, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _worker.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(invoker(ctx, arguments))
 
 
 def coordinated_tool(tool: Any, coordinator: Coordinator) -> Any:
