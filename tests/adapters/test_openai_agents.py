@@ -335,3 +335,26 @@ def test_coordinating_an_agent_twice_replaces_instead_of_stacking() -> None:
     once = coordinate("writer", lock_name="llm")(_agent(model))
     twice = coordinate("editor", lock_name="desk")(once)
     assert twice.model.inner is model
+
+
+def test_a_tripwire_that_cancels_a_model_call_in_flight_ends_the_turn_as_cancelled() -> None:
+    called = asyncio.Event()
+
+    @input_guardrail
+    async def slow_check(ctx: Any, agent: Any, text: Any) -> GuardrailFunctionOutput:
+        await called.wait()  # trips while the model call is in flight
+        return GuardrailFunctionOutput(output_info="secret", tripwire_triggered=True)
+
+    async def thinking() -> None:
+        called.set()
+        await asyncio.sleep(30)
+
+    model = ScriptedModel(["ok"], repeat=True)
+    model.before_answer = thinking
+    agent = coordinate("writer", lock_name="llm")(_agent(model, input_guardrails=[slow_check]))
+    log = EventLog("writer_*")
+    with pytest.raises(InputGuardrailTripwireTriggered):
+        asyncio.run(Runner.run(agent, "the password is 42"))
+    drain()
+    assert log.names() == ["writer_started", "writer_cancelled"]
+    assert lock_is_free("llm")
