@@ -8,8 +8,10 @@ away while the task's code still runs. The sync paths (``kickoff``, ``async_exec
 ``kickoff_async``) and Flows hold the lock inside the thread and are not affected
 (test_crewai.py, test_crewai_flows.py).
 
-Known and not fixed yet: the adapter cannot see the threads CrewAI starts. This test
-reproduces it and is marked xfail(strict=True), so it fails loudly once fixed.
+The adapter records the work a coordinated task's coroutine hands to the loop's
+default executor, and when the coroutine ends by an exception (a cancellation), waits
+for that work before the lock is released: the cancelled run ends once it has returned.
+This test failed before that (the lock was free at once).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from tests.adapters.crewai_fakes import FakeLLM, make_crew  # noqa: E402
 
 from agentdiff_coordination import CoordinationTimeoutError, lock  # noqa: E402
 from agentdiff_coordination.adapters.crewai import coordinate_crew  # noqa: E402
-from tests.adapters.langgraph_nodes import wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -38,7 +39,6 @@ def lock_is_free(name: str) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="akickoff: work CrewAI awaits in a thread outlives the task's lock on cancel")
 def test_a_cancelled_akickoff_keeps_the_task_lock_until_its_thread_returns() -> None:
     entered, go, finished = threading.Event(), threading.Event(), threading.Event()
 
@@ -49,18 +49,20 @@ def test_a_cancelled_akickoff_keeps_the_task_lock_until_its_thread_returns() -> 
 
     crew = coordinate_crew(make_crew(FakeLLM.make(before=in_the_llm_thread), [0]), locks={"t0": "ledger"})
 
-    async def main() -> bool:
+    async def main() -> None:
         run = asyncio.create_task(crew.akickoff())
         while not entered.is_set():
             await asyncio.sleep(0.001)
         run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
         try:
-            return not finished.is_set() and not lock_is_free("ledger")
+            for _ in range(20):  # the run is cancelled; the task's thread still runs, and holds the lock
+                await asyncio.sleep(0.005)
+                assert not finished.is_set()
+                assert not lock_is_free("ledger"), "the lock was given away while the task's thread still runs"
         finally:
             go.set()
+        with pytest.raises(asyncio.CancelledError):  # the cancelled run ends once that work has returned
+            await run
+        assert finished.is_set() and lock_is_free("ledger")
 
-    held_while_running = asyncio.run(main())
-    assert wait_until(lambda: lock_is_free("ledger"))
-    assert held_while_running, "the lock was given away while the task's thread still runs"
+    asyncio.run(main())
