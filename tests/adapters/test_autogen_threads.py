@@ -1,0 +1,74 @@
+"""A coordinated AutoGen agent whose turn runs a sync tool in a worker thread (issue 10, item 9).
+
+AutoGen runs a sync ``FunctionTool`` with ``run_in_executor``. When the task running
+the turn is cancelled, the turn's coroutine ends but the tool's thread runs on: the
+agent's lock must stay held until the tool has returned. This test failed before the
+adapter waited for that work (the lock was free at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+pytest.importorskip("autogen_agentchat")
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_core import FunctionCall
+from autogen_core.models import CreateResult, RequestUsage
+from autogen_core.tools import FunctionTool
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from agentdiff_coordination import CoordinationTimeoutError, coordinate, lock
+
+pytestmark = pytest.mark.timeout(60)
+
+MODEL_INFO = {"vision": False, "function_calling": True, "json_output": False, "family": "unknown",
+              "structured_output": False}
+
+
+def lock_is_free(name: str) -> bool:
+    try:
+        with lock(name, timeout=0):
+            return True
+    except CoordinationTimeoutError:
+        return False
+
+
+def test_a_cancelled_turn_keeps_the_agents_lock_until_its_sync_tool_returns() -> None:
+    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def write_ledger() -> str:
+        entered.set()
+        go.wait(20)
+        finished.set()
+        return "written"
+
+    client = ReplayChatCompletionClient([
+        CreateResult(content=[FunctionCall(id="1", arguments="{}", name="write_ledger")],
+                     finish_reason="function_calls", usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
+                     cached=False),
+        "done",
+    ], model_info=MODEL_INFO)
+    inner = AssistantAgent("writer", model_client=client, tools=[FunctionTool(write_ledger, description="write")])
+    agent = coordinate("writer", lock_name="ledger")(inner)
+
+    async def main() -> None:
+        run = asyncio.create_task(agent.run(task="go"))
+        while not entered.is_set():
+            await asyncio.sleep(0.001)
+        run.cancel()
+        try:
+            for _ in range(20):  # the turn is cancelled; the tool's thread still runs, and holds the lock
+                await asyncio.sleep(0.005)
+                assert not finished.is_set()
+                assert not lock_is_free("ledger"), "the lock was given away while the sync tool still runs"
+        finally:
+            go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert finished.is_set() and lock_is_free("ledger")
+
+    asyncio.run(main())
