@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.coordinate import Coordinator, coordinate
 from ..core.events import bus
 from ._context import in_context as _in_context
+from ._context import outlive_thread_work, track_thread_work
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -307,6 +308,7 @@ def _agent_class() -> type[Any]:
             finally:
                 wait.over()
             response = None
+            pending, _ = ctx.run(track_thread_work)  # sync tools the turn hands to threads
             stream = ctx.run(self._inner.on_messages_stream, messages, cancellation_token)
             try:
                 while True:
@@ -323,7 +325,10 @@ def _agent_class() -> type[Any]:
                     if aclose is not None:
                         await _in_context(ctx, aclose())
                 finally:
-                    await _in_context(ctx, run.__aexit__(type(exc), exc, exc.__traceback__))
+                    try:  # the lock outlives the tool threads the turn leaves running
+                        await outlive_thread_work(pending)
+                    finally:
+                        await _in_context(ctx, run.__aexit__(type(exc), exc, exc.__traceback__))
                 raise
             run.result = self._result(response)
             await _in_context(ctx, run.__aexit__(None, None, None))
