@@ -9,7 +9,6 @@ adapter waited for that work (the lock was free at once).
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
@@ -21,7 +20,8 @@ from autogen_core.models import CreateResult, RequestUsage
 from autogen_core.tools import FunctionTool
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from agentdiff_coordination import CoordinationTimeoutError, coordinate, lock
+from agentdiff_coordination import coordinate
+from tests.adapters.stragglers import Straggler, cancel_while_it_runs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,22 +29,11 @@ MODEL_INFO = {"vision": False, "function_calling": True, "json_output": False, "
               "structured_output": False}
 
 
-def lock_is_free(name: str) -> bool:
-    try:
-        with lock(name, timeout=0):
-            return True
-    except CoordinationTimeoutError:
-        return False
-
-
 def test_a_cancelled_turn_keeps_the_agents_lock_until_its_sync_tool_returns() -> None:
-    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
+    straggler = Straggler()
 
     def write_ledger() -> str:
-        entered.set()
-        go.wait(20)
-        finished.set()
-        return "written"
+        return straggler.work()
 
     client = ReplayChatCompletionClient([
         CreateResult(content=[FunctionCall(id="1", arguments="{}", name="write_ledger")],
@@ -56,19 +45,6 @@ def test_a_cancelled_turn_keeps_the_agents_lock_until_its_sync_tool_returns() ->
     agent = coordinate("writer", lock_name="ledger")(inner)
 
     async def main() -> None:
-        run = asyncio.create_task(agent.run(task="go"))
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
-        run.cancel()
-        try:
-            for _ in range(20):  # the turn is cancelled; the tool's thread still runs, and holds the lock
-                await asyncio.sleep(0.005)
-                assert not finished.is_set()
-                assert not lock_is_free("ledger"), "the lock was given away while the sync tool still runs"
-        finally:
-            go.set()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-        assert finished.is_set() and lock_is_free("ledger")
+        await cancel_while_it_runs(asyncio.create_task(agent.run(task="go")), straggler, "ledger")
 
     asyncio.run(main())

@@ -17,7 +17,6 @@ This test failed before that (the lock was free at once).
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
@@ -25,44 +24,17 @@ pytest.importorskip("crewai")
 
 from tests.adapters.crewai_fakes import FakeLLM, make_crew  # noqa: E402
 
-from agentdiff_coordination import CoordinationTimeoutError, lock  # noqa: E402
 from agentdiff_coordination.adapters.crewai import coordinate_crew  # noqa: E402
+from tests.adapters.stragglers import Straggler, cancel_while_it_runs  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-def lock_is_free(name: str) -> bool:
-    try:
-        with lock(name, timeout=0):
-            return True
-    except CoordinationTimeoutError:
-        return False
-
-
 def test_a_cancelled_akickoff_keeps_the_task_lock_until_its_thread_returns() -> None:
-    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
-
-    def in_the_llm_thread(task: object) -> None:  # FakeLLM.acall runs call() through asyncio.to_thread
-        entered.set()
-        go.wait(20)
-        finished.set()
-
-    crew = coordinate_crew(make_crew(FakeLLM.make(before=in_the_llm_thread), [0]), locks={"t0": "ledger"})
+    straggler = Straggler()  # FakeLLM.acall runs call(), and so this, through asyncio.to_thread
+    crew = coordinate_crew(make_crew(FakeLLM.make(before=straggler.work), [0]), locks={"t0": "ledger"})
 
     async def main() -> None:
-        run = asyncio.create_task(crew.akickoff())
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
-        run.cancel()
-        try:
-            for _ in range(20):  # the run is cancelled; the task's thread still runs, and holds the lock
-                await asyncio.sleep(0.005)
-                assert not finished.is_set()
-                assert not lock_is_free("ledger"), "the lock was given away while the task's thread still runs"
-        finally:
-            go.set()
-        with pytest.raises(asyncio.CancelledError):  # the cancelled run ends once that work has returned
-            await run
-        assert finished.is_set() and lock_is_free("ledger")
+        await cancel_while_it_runs(asyncio.create_task(crew.akickoff()), straggler, "ledger")
 
     asyncio.run(main())

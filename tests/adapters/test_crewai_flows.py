@@ -21,8 +21,9 @@ from tests.adapters.crewai_fakes import lock_waiters  # noqa: E402  (sets CrewAI
 from crewai.flow.flow import Flow, listen, router, start  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from agentdiff_coordination import CoordinationTimeoutError, coordinate, drain, lock  # noqa: E402
+from agentdiff_coordination import coordinate, drain  # noqa: E402
 from tests.adapters.langgraph_nodes import EventLog, wait_until  # noqa: E402
+from tests.adapters.stragglers import Straggler, cancel_while_it_runs  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -138,34 +139,15 @@ def test_the_same_holds_under_kickoff_async() -> None:
 
 
 def test_a_sync_listener_keeps_its_lock_until_it_returns_when_the_flow_is_cancelled() -> None:
-    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
+    straggler = Straggler()
 
     class SlowFlow(Flow[Tally]):
         @start()
         @coordinate("slow", lock_name="tally")
         def slow(self) -> None:
-            entered.set()
-            go.wait(20)
-            finished.set()
-
-    def lock_is_free() -> bool:
-        try:
-            with lock("tally", timeout=0):
-                return True
-        except CoordinationTimeoutError:
-            return False
+            straggler.work()
 
     async def main() -> None:
-        run = asyncio.create_task(SlowFlow().kickoff_async())
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-        try:  # CrewAI gave up on the listener's thread; it runs on, and keeps its lock
-            assert not finished.is_set() and not lock_is_free()
-        finally:
-            go.set()
+        await cancel_while_it_runs(asyncio.create_task(SlowFlow().kickoff_async()), straggler, "tally")
 
     asyncio.run(main())
-    assert finished.is_set() and wait_until(lock_is_free)

@@ -20,9 +20,10 @@ pytest.importorskip("langgraph")
 from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
-from agentdiff_coordination import CoordinationTimeoutError, coordinate, drain, lock
+from agentdiff_coordination import coordinate, drain
 from agentdiff_coordination.adapters.langgraph import coordinate_graph
 from tests.adapters.langgraph_nodes import EventLog, wait_until
+from tests.adapters.stragglers import Straggler, lock_is_free
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,27 +36,12 @@ class SiblingFails(RuntimeError):
     pass
 
 
-def lock_is_free(name: str) -> bool:
-    """Whether a caller outside the graph can take ``name`` right now."""
-    try:
-        with lock(name, timeout=0):
-            return True
-    except CoordinationTimeoutError:
-        return False
-
-
-def failing_sibling_graph(entered: threading.Event, go: threading.Event, finished: threading.Event) -> Any:
+def failing_sibling_graph(writer: Any, coordinated: bool) -> Any:
     """START -> (writer: sync, holds "ledger"; boom: async, fails once writer is inside)."""
-
-    def writer(state: Log) -> Log:
-        entered.set()
-        go.wait(20)
-        finished.set()
-        return {"log": ["writer"]}
+    straggler: Straggler = writer.straggler
 
     async def boom(state: Log) -> Log:
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
+        await straggler.inside()
         raise SiblingFails("the sibling branch fails")
 
     builder = StateGraph(Log)
@@ -63,65 +49,51 @@ def failing_sibling_graph(entered: threading.Event, go: threading.Event, finishe
     builder.add_node("boom", boom)
     builder.add_edge(START, "writer")
     builder.add_edge(START, "boom")
-    coordinate_graph(builder, locks={"writer": "ledger"})
+    if coordinated:
+        coordinate_graph(builder, locks={"writer": "ledger"})
     return builder.compile()
 
 
-def test_a_cancelled_sync_node_keeps_its_lock_until_its_body_returns() -> None:
-    log = EventLog("writer_*")
-    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
-    graph = failing_sibling_graph(entered, go, finished)
+def writer_node(straggler: Straggler) -> Any:
+    def writer(state: Log) -> Log:
+        straggler.work()
+        return {"log": ["writer"]}
 
+    writer.straggler = straggler  # type: ignore[attr-defined]
+    return writer
+
+
+def run_until_the_sibling_fails(graph: Any, straggler: Straggler, log: EventLog | None = None) -> None:
     async def main() -> None:
         with pytest.raises(SiblingFails):
             await graph.ainvoke({"log": []})
         try:  # still inside the loop: asyncio.run would wait for the worker thread on its way out
-            assert entered.is_set() and not finished.is_set()  # LangGraph gave up on it; its thread runs on
+            assert straggler.entered.is_set() and not straggler.finished.is_set()  # LangGraph gave up on it
             assert not lock_is_free("ledger"), "the lock was given away while the sync node still runs"
-            await drain()
-            assert "writer_cancelled" not in log.names()
+            if log is not None:
+                await drain()
+                assert "writer_cancelled" not in log.names()
         finally:
-            go.set()
+            straggler.go.set()
 
     asyncio.run(main())
-    assert finished.is_set() and wait_until(lambda: lock_is_free("ledger"))
+    assert straggler.finished.is_set() and wait_until(lambda: lock_is_free("ledger"))
+
+
+def test_a_cancelled_sync_node_keeps_its_lock_until_its_body_returns() -> None:
+    log = EventLog("writer_*")
+    straggler = Straggler()
+    run_until_the_sibling_fails(failing_sibling_graph(writer_node(straggler), coordinated=True), straggler, log)
     drain()
     assert log.names() == ["writer_started", "writer_complete"]
 
 
 def test_the_same_node_decorated_directly_keeps_its_lock_too() -> None:
     """The reference: ``@coordinate`` on the bare function already holds the lock in the thread."""
-    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
-
-    @coordinate("writer", lock_name="ledger")
-    def writer(state: Log) -> Log:
-        entered.set()
-        go.wait(20)
-        finished.set()
-        return {"log": ["writer"]}
-
-    async def boom(state: Log) -> Log:
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
-        raise SiblingFails("the sibling branch fails")
-
-    builder = StateGraph(Log)
-    builder.add_node("writer", writer)
-    builder.add_node("boom", boom)
-    builder.add_edge(START, "writer")
-    builder.add_edge(START, "boom")
-    graph = builder.compile()
-
-    async def main() -> None:
-        with pytest.raises(SiblingFails):
-            await graph.ainvoke({"log": []})
-        try:
-            assert not finished.is_set() and not lock_is_free("ledger")
-        finally:
-            go.set()
-
-    asyncio.run(main())
-    assert wait_until(lambda: lock_is_free("ledger"))
+    straggler = Straggler()
+    writer = coordinate("writer", lock_name="ledger")(writer_node(straggler))
+    writer.straggler = straggler
+    run_until_the_sibling_fails(failing_sibling_graph(writer, coordinated=False), straggler)
 
 
 def _sync_node(state: Log) -> Log:

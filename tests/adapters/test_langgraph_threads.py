@@ -20,11 +20,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
-from agentdiff_coordination import CoordinationError, CoordinationTimeoutError, lock
+from agentdiff_coordination import CoordinationError, CoordinationTimeoutError
 from agentdiff_coordination.adapters.langgraph import ThreadBusyError, serialize_threads
 from agentdiff_coordination.adapters.langgraph_threads import thread_lock_name
 from agentdiff_coordination.core.config import get_backend
 from tests.adapters.langgraph_nodes import wait_until
+from tests.adapters.stragglers import lock_is_free
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,11 +39,7 @@ def waiters() -> int:
 
 
 def thread_is_free(thread_id: str) -> bool:
-    try:
-        with lock(thread_lock_name(thread_id), timeout=0):
-            return True
-    except CoordinationTimeoutError:
-        return False
+    return lock_is_free(thread_lock_name(thread_id))
 
 
 class Probe:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +37,10 @@ from agents import (  # noqa: E402
     input_guardrail,
 )
 
-from agentdiff_coordination import CoordinationTimeoutError, coordinate, drain, limit, lock  # noqa: E402
+from agentdiff_coordination import CoordinationTimeoutError, coordinate, drain, limit  # noqa: E402
 from agentdiff_coordination.adapters import openai_agents, registry  # noqa: E402
-from tests.adapters.langgraph_nodes import EventLog  # noqa: E402
+from tests.adapters.langgraph_nodes import EventLog, Overlap  # noqa: E402
+from tests.adapters.stragglers import Straggler, cancel_while_it_runs, lock_is_free  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,30 +54,6 @@ def plugin_from_its_entry_point(tmp_path_factory: pytest.TempPathFactory, monkey
     openai_agents._estimates.clear()
     yield
     registry._reset_for_tests()
-
-
-def lock_is_free(name: str) -> bool:
-    try:
-        with lock(name, timeout=0):
-            return True
-    except CoordinationTimeoutError:
-        return False
-
-
-class Overlap:
-    def __init__(self) -> None:
-        self.inside = 0
-        self.peak = 0
-        self.mutex = threading.Lock()
-
-    def enter(self) -> None:
-        with self.mutex:
-            self.inside += 1
-            self.peak = max(self.peak, self.inside)
-
-    def leave(self) -> None:
-        with self.mutex:
-            self.inside -= 1
 
 
 # -- the plugin ---------------------------------------------------------------------------------
@@ -118,7 +94,7 @@ def _parallel_tool_run(tool: Any, calls: int) -> Any:
     return Runner.run_sync(agent, "go")
 
 
-def _probe_tools(overlap: Overlap, arrived: threading.Barrier) -> tuple[Any, Any]:
+def _probe_tools(overlap: Overlap) -> tuple[Any, Any]:
     @function_tool
     async def probe_async(n: int) -> str:
         """Probe."""
@@ -145,8 +121,8 @@ def _probe_tools(overlap: Overlap, arrived: threading.Barrier) -> tuple[Any, Any
 @pytest.mark.parametrize("kind", ["async", "sync"])
 def test_parallel_tool_calls_overlap_without_coordination_and_never_with_a_lock(kind: str) -> None:
     bare, locked = Overlap(), Overlap()
-    tool_bare = _probe_tools(bare, threading.Barrier(1))[kind == "sync"]
-    tool = _probe_tools(locked, threading.Barrier(1))[kind == "sync"]
+    tool_bare = _probe_tools(bare)[kind == "sync"]
+    tool = _probe_tools(locked)[kind == "sync"]
     log = EventLog("probe_*")
 
     assert _parallel_tool_run(tool_bare, 4).final_output == "done"
@@ -162,35 +138,19 @@ def test_parallel_tool_calls_overlap_without_coordination_and_never_with_a_lock(
 
 
 def test_a_sync_tool_keeps_its_lock_until_it_returns_when_its_run_is_cancelled() -> None:
-    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
+    straggler = Straggler()
 
     def slow() -> str:
-        entered.set()
-        go.wait(20)
-        finished.set()
-        return "late"
+        return straggler.work()
 
     tool = coordinate("slow", lock_name="slow_api")(function_tool(slow))
     log = EventLog("slow_*")
+    agent = Agent(name="a", model=ScriptedModel([[call("slow")], "x"]), tools=[tool])
 
     async def main() -> None:
-        run = asyncio.create_task(Runner.run(Agent(name="a", model=ScriptedModel([[call("slow")], "x"]), tools=[tool]), "go"))
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-        try:  # the SDK gave up on the tool; its thread runs on, and so must its lock
-            assert not finished.is_set()
-            assert not lock_is_free("slow_api"), "the lock was given away while the tool still runs"
-        finally:
-            go.set()
+        await cancel_while_it_runs(asyncio.create_task(Runner.run(agent, "go")), straggler, "slow_api")
 
     asyncio.run(main())
-    deadline = time.monotonic() + 10
-    while not lock_is_free("slow_api") and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert finished.is_set() and lock_is_free("slow_api")
     drain()
     assert log.names() == ["slow_started", "slow_complete"]
 
