@@ -318,3 +318,22 @@ def test_a_tripwire_that_cancels_a_model_call_in_flight_ends_the_turn_as_cancell
     drain()
     assert log.names() == ["writer_started", "writer_cancelled"]
     assert lock_is_free("llm")
+
+
+def test_without_the_sdk_the_adapter_imports_and_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["agents"] = None  # as if openai-agents were not installed
+        from agentdiff_coordination.adapters import openai_agents
+        assert openai_agents.coordination_owns(object()) is None
+        try:
+            openai_agents.coordinated_tool(object(), None)
+        except ImportError as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'agentdiff-coordination[openai-agents]'" in done.stdout, done.stderr
