@@ -11,7 +11,10 @@ cost against the cheapest possible node: the worst case. Measured:
   ``coordinate_graph(builder, locks=...)`` (each node takes an uncontended lock);
 - the coordinated node layer alone: ``invoke`` of a node's Runnable after
   ``coordinate_graph`` against the same Runnable bare, with a node's real config. This is
-  the adapter's cost without the noise of a whole graph run around it.
+  the adapter's cost without the noise of a whole graph run around it;
+- ``serialize_threads``: a whole run (``invoke``, ``ainvoke``) of a one-node graph with a
+  checkpointer on one ``thread_id``, bare and serialised (the thread's lock taken and
+  released around each run, its fencing number put in the config).
 
 No event has a listener (payloads are built only for listeners). Times are CPU time of
 this process, so other load on a shared machine does not inflate them; each figure is
@@ -131,6 +134,60 @@ def node_layer(calls: int) -> dict[str, float]:
     }, calls)
 
 
+def thread_runs(runs: int) -> dict[str, dict[str, float]]:
+    """Microseconds per run of a one-node graph on one thread, bare and under ``serialize_threads``."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import START, StateGraph
+    from typing_extensions import TypedDict
+
+    from agentdiff_coordination.adapters.langgraph import serialize_threads
+
+    class Count(TypedDict):
+        n: int
+
+    def step(state: Count) -> Count:
+        return {"n": state["n"] + 1}
+
+    builder = StateGraph(Count)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    bare = builder.compile(checkpointer=InMemorySaver())
+    serialized = serialize_threads(builder.compile(checkpointer=InMemorySaver()))
+    config = {"configurable": {"thread_id": "bench"}}
+    loop = asyncio.new_event_loop()
+    graphs = {"bare": bare, "serialize_threads": serialized}
+    sync_steps = {k: (lambda g=g: g.invoke({"n": 0}, config)) for k, g in graphs.items()}
+    async_steps = {k: (lambda g=g: loop.run_until_complete(g.ainvoke({"n": 0}, config))) for k, g in graphs.items()}
+
+
+    class Stub:
+        """A graph that returns at once: what is left of a run is the serialize_threads layer."""
+
+        def invoke(self, input: Any, config: Any = None) -> Any:
+            return input
+
+        async def ainvoke(self, input: Any, config: Any = None) -> Any:
+            return input
+
+        def astream(self, input: Any, config: Any = None) -> Any:
+            raise NotImplementedError
+
+    stub, layer = Stub(), serialize_threads(Stub())
+    layer_steps = {
+        "sync bare": lambda: stub.invoke({"n": 0}, config),
+        "sync serialize_threads": lambda: layer.invoke({"n": 0}, config),
+        "async bare": lambda: loop.run_until_complete(stub.ainvoke({"n": 0}, config)),
+        "async serialize_threads": lambda: loop.run_until_complete(layer.ainvoke({"n": 0}, config)),
+    }
+    try:
+        for step_ in (*sync_steps.values(), *async_steps.values()):
+            step_()
+        return {"sync": _best_us(sync_steps, runs), "async": _best_us(async_steps, runs),
+                "layer": _best_us(layer_steps, runs * 20)}
+    finally:
+        loop.close()
+
+
 def extra_calls_per_node() -> dict[str, float]:
     """Python function calls each variant adds to one node step: a count, free of timing noise."""
     import cProfile
@@ -158,12 +215,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     steps = graph_steps(args.runs)
     layer = node_layer(args.runs * 100)
     calls = extra_calls_per_node()
+    threads = thread_runs(args.runs * 5)
     added = {v: layer[v] - layer["bare"] for v in layer if v != "bare"}
     figures: dict[str, Any] = {
         "node_step_us": steps,
         "node_layer_us": layer,
         "extra_calls_per_node": calls,
         "overhead_ratio": {mode: {v: us / steps[mode]["bare"] for v, us in added.items()} for mode in steps},
+        "thread_run_us": threads,
+        "serialize_threads_ratio": {
+            mode: (threads["layer"][f"{mode} serialize_threads"] - threads["layer"][f"{mode} bare"]) / threads[mode]["bare"]
+            for mode in ("sync", "async")
+        },
         "measured_in_graph_ratio": {
             mode: {v: (t[v] - t["bare"]) / t["bare"] for v in t if v != "bare"} for mode, t in steps.items()
         },
@@ -184,6 +247,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{ratios['async'][v] * 100:.2f}% of an async one")
     print("(the whole-graph columns differ by more than that on a busy machine: their spread is the noise;")
     print(" the call counts show the node layer is the only work the adapter adds)")
+    print("serialize_threads: a whole run of a one-node graph with a checkpointer on one thread_id, CPU microseconds:")
+    for mode in ("sync", "async"):
+        t, lay = threads[mode], threads["layer"]
+        layer_added = lay[f"{mode} serialize_threads"] - lay[f"{mode} bare"]
+        ratio = figures["serialize_threads_ratio"][mode]
+        print(f"  {mode:<6} bare run {t['bare']:.1f}, serialised run {t['serialize_threads']:.1f}; "
+              f"the layer adds {layer_added:.1f} us = {ratio * 100:.2f}% of the bare run")
     return figures
 
 

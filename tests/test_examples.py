@@ -20,6 +20,9 @@ CASES = {
     "rate_limits.py": "All limits held.",
     "multiprocess_redis.py": "all checks passed",
     "observability.py": "status showed the holder and both waiters",
+    "langgraph_threads.py": "one linear history per thread",
+    "crewai_flow.py": "no update lost",
+    "openai_agents_tools.py": "all checks passed",
 }
 
 

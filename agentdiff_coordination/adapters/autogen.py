@@ -35,11 +35,8 @@ import asyncio
 import contextvars
 import functools
 import sys
-import types
 from collections.abc import (
     AsyncGenerator,
-    Awaitable,
-    Generator,
     Iterable,
     Mapping,
     Sequence,
@@ -47,6 +44,8 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any
 
 from ..core.coordinate import Coordinator, coordinate
+from ._context import in_context as _in_context
+from ._context import outlive_thread_work, track_thread_work
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -185,41 +184,6 @@ class _Wait:
         self.blocked_on = None
 
 
-@types.coroutine
-def _in_context(ctx: contextvars.Context, awaitable: Awaitable[Any], wait: _Wait | None = None) -> Generator[Any, Any, Any]:
-    """``await awaitable`` from the calling task, but with every step run inside ``ctx``.
-
-    Like ``yield from``, it passes what the awaitable yields (the futures it waits on)
-    to the task and sends back what the task answers, so the awaitable runs in the
-    caller's task, as if awaited directly; only its context is ``ctx``. With ``wait``,
-    a fired token cancels the future being waited on, or is thrown in at the next step.
-    """
-    it = awaitable.__await__()
-    send, throw = it.send, it.throw
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        if wait is not None and wait.cancelled:  # delivered once: the wait may clean up after it
-            wait.cancelled = False
-            if error is None:
-                error = asyncio.CancelledError()
-        try:
-            signal = ctx.run(send, value) if error is None else ctx.run(throw, error)
-        except StopIteration as stop:
-            return stop.value
-        if wait is not None:
-            wait.blocked_on = signal
-        try:
-            value, error = (yield signal), None
-        except GeneratorExit:
-            close = getattr(it, "close", None)
-            if close is not None:
-                ctx.run(close)
-            raise
-        except BaseException as exc:  # noqa: BLE001  the task threw in (cancellation): pass it on
-            value, error = None, exc
-
-
 def _dump(message: Any) -> Any:
     dump = getattr(message, "dump", None)
     return dump() if callable(dump) else message
@@ -343,6 +307,7 @@ def _agent_class() -> type[Any]:
             finally:
                 wait.over()
             response = None
+            pending, _ = ctx.run(track_thread_work)  # sync tools the turn hands to threads
             stream = ctx.run(self._inner.on_messages_stream, messages, cancellation_token)
             try:
                 while True:
@@ -359,7 +324,10 @@ def _agent_class() -> type[Any]:
                     if aclose is not None:
                         await _in_context(ctx, aclose())
                 finally:
-                    await _in_context(ctx, run.__aexit__(type(exc), exc, exc.__traceback__))
+                    try:  # the lock outlives the tool threads the turn leaves running
+                        await outlive_thread_work(pending)
+                    finally:
+                        await _in_context(ctx, run.__aexit__(type(exc), exc, exc.__traceback__))
                 raise
             run.result = self._result(response)
             await _in_context(ctx, run.__aexit__(None, None, None))

@@ -26,6 +26,7 @@ from typing import Any, cast
 from ..core.events import emit
 from ..core.coordinate import Coordinator, Run, coordinate
 from ..core.locks import normalize_names
+from ._context import outlive_thread_work, stop_tracking, track_thread_work
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -197,11 +198,17 @@ class _CoordinatedTask:
         if spec is None:
             return await super()._aexecute_core(*args, **kwargs)  # type: ignore[misc]
         run, token = _begin(self, spec, args, kwargs)
+        pending, tracking = track_thread_work()  # what CrewAI hands to threads (sync tools)
         try:
             async with run:
-                output = await super()._aexecute_core(*args, **kwargs)  # type: ignore[misc]
+                try:
+                    output = await super()._aexecute_core(*args, **kwargs)  # type: ignore[misc]
+                except BaseException:
+                    await outlive_thread_work(pending)  # cancelled or failed: the lock outlives the threads
+                    raise
                 run.result = _raw(output)
         finally:
+            stop_tracking(tracking)
             _current.reset(token)
         return output
 

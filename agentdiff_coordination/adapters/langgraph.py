@@ -15,6 +15,9 @@ Three ways in:
   ``NODE_failed`` / ``NODE_interrupted`` with the run's ``step``, ``thread_id``,
   ``checkpoint_ns``, ``attempt``, ``task_id`` and ``node``; the nodes named in ``locks``
   also take their locks (and those in ``limits`` their limits).
+- ``serialize_threads(graph)`` on a compiled graph: one run per ``thread_id`` at a time
+  (enqueued or rejected), so concurrent runs never fork a thread's checkpoint history
+  (``langgraph_threads``).
 
 LangGraph is imported only when one of these is used; without it the error says
 ``pip install 'agentdiff-coordination[langgraph]'``.
@@ -33,11 +36,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..core.coordinate import Coordinator, Run, coordinate
 from ..core.validation import check_timeout
 from .hookspecs import hookimpl
+from .langgraph_threads import ThreadBusyError, serialize_threads
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable, RunnableConfig
 
-__all__ = ["INSTALL_HINT", "coordinate_graph", "coordinated_runnable", "graph_metadata"]
+__all__ = [
+    "INSTALL_HINT",
+    "ThreadBusyError",
+    "coordinate_graph",
+    "coordinated_runnable",
+    "graph_metadata",
+    "serialize_threads",
+]
 
 INSTALL_HINT = "pip install 'agentdiff-coordination[langgraph]'"
 
@@ -123,12 +134,36 @@ def _add_chunks(total: Any, chunk: Any) -> Any:
         return chunk
 
 
+def _native_async(bound: Runnable[Any, Any]) -> bool:
+    """Whether LangGraph counts ``bound`` as an async node (one it can cancel and time out).
+
+    A sync function node is run by LangGraph in a worker thread under ``ainvoke``; it is
+    not native async, and LangGraph refuses ``add_node(..., timeout=...)`` on it.
+    """
+    try:
+        from langgraph.pregel._utils import _runnable_has_native_async
+    except ImportError:  # an older LangGraph: a function node is sync when its afunc runs it in a thread
+        from langchain_core.runnables.config import run_in_executor
+
+        if not (hasattr(bound, "func") and hasattr(bound, "afunc")):  # not a RunnableCallable
+            return True
+        afunc = bound.afunc
+        return afunc is not None and not (isinstance(afunc, functools.partial) and afunc.func is run_in_executor)
+    return bool(_runnable_has_native_async(bound))
+
+
 def _delegates(bound: Runnable[Any, Any], c: Coordinator) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The sync and async bodies of a coordinated node.
 
     They name ``bound.invoke`` / ``bound.ainvoke`` literally: LangGraph finds a node's
     subgraph by reading the closures of its functions, so a coordinated compiled
     subgraph is still listed by ``get_state(subgraphs=True)`` and ``get_graph(xray=...)``.
+
+    A node that is not natively async (a sync function) gets, as LangGraph gives it,
+    an async body that runs the whole coordinated sync body in a worker thread: the
+    lock is taken and released in that thread, so it stays held until the node's code
+    has returned even when LangGraph cancels the task awaiting the thread (a failing
+    sibling branch), and LangGraph still sees a sync node (it refuses a ``timeout``).
     """
 
     def run_node(input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
@@ -149,6 +184,11 @@ def _delegates(bound: Runnable[Any, Any], c: Coordinator) -> tuple[Callable[...,
             _node_config.reset(token)
         return run.result
 
+    if not _native_async(bound):
+        from langchain_core.runnables.config import run_in_executor
+
+        in_thread: Callable[..., Any] = functools.partial(run_in_executor, None, run_node)  # type: ignore[call-arg]  # as LangGraph runs sync nodes
+        return run_node, functools.wraps(run_node)(in_thread)
     return run_node, arun_node
 
 
