@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentdiff_coordination import testing
+from agentdiff_coordination import configure, testing
 from agentdiff_coordination.core.backends.redis import RedisBackend
 
 from .support import RedisServer
@@ -26,7 +26,7 @@ def prefix() -> str:
 def redis_backend(redis_url: str, prefix: str) -> Iterator[RedisBackend]:
     """The Redis backend configured for this test (on the shared test server)."""
     backend = RedisBackend(redis_url, key_prefix=prefix)
-    config.configure(backend)
+    configure(backend)
     yield backend
 
 

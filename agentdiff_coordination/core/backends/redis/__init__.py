@@ -6,6 +6,6 @@ See ``backend`` for the whole and ``url`` for the URL and its options.
 from __future__ import annotations
 
 from .backend import RedisBackend
-from .locks import RedisLockGrant
+from .grant import RedisLockGrant
 
 __all__ = ["RedisBackend", "RedisLockGrant"]

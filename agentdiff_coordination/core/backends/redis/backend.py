@@ -2,10 +2,12 @@
 
 ``RedisBackend("redis://host:6379/0")`` makes every lock, limit and event shared through
 one Redis server; the URL and its options are described in ``url``. Locks live in
-``locks`` (leases, fencing, queue, hand-offs) and ``lease`` (watchdog, wake channel),
-events in ``events`` and ``consumers`` (Streams, consumer groups), the Lua scripts in
-``scripts`` and ``lua/``, the wire format of events in ``codec``; ``link`` is the one
-connection context they all run their commands through.
+``locks`` (leases, fencing, queue, hand-offs), ``lease`` (watchdog, wake channel) and
+``grant`` (the grant both use), events in ``events`` and ``consumers`` (Streams, consumer
+groups), the Lua scripts in ``scripts`` and ``lua/``, the wire format of events in
+``codec``; ``link`` is the one connection context they all run their commands through.
+Each lower module states what it needs of the one above as a small ``Protocol``
+(``LimitHost``, ``EventsHost``, ``EventSource``, ``LeaseKeeper``), so no import runs back up.
 
 The backend knows nothing of the bus or the settings: ``attach(sink, defaults)`` gives
 it where incoming events go and the key prefix, lease, lease-lost callback and exit
@@ -39,8 +41,9 @@ from ...errors import CoordinationError, LeaseLostError
 from ...records import BackendStatistics, Event, LockGrant, SubscriptionSpec
 from ..base import Backend, BackendDefaults, EventSink
 from .events import RedisEvents
+from .grant import RedisLockGrant
 from .link import Context, made_once
-from .locks import RedisLockGrant, RedisLocks
+from .locks import RedisLocks
 from .url import RedisOptions, parse_url
 
 if TYPE_CHECKING:

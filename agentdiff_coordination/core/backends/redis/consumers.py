@@ -16,17 +16,14 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...records import Event, SubscriptionSpec
 from .codec import decode_event, entry_fields
-from .link import Pauses, is_unavailable
+from .link import Context, Link, Pauses, is_unavailable
 from .scripts import TRIM
 
-if TYPE_CHECKING:
-    from .events import RedisEvents
-
-__all__ = ["GroupReader", "Maintenance", "Tail", "entry_id_key"]
+__all__ = ["ConsumerHost", "EventSource", "GroupReader", "Maintenance", "Tail", "entry_id_key"]
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -36,6 +33,61 @@ PREFETCH = 512
 READ_COUNT = 256
 #: how long one blocking read waits (ms); also how soon a stopped reader notices
 BLOCK_MS = 500
+
+
+class ConsumerHost(Protocol):
+    """What the readers need of the backend (``RedisBackend``): this consumer and its options."""
+
+    @property
+    def process_id(self) -> str: ...
+
+    @property
+    def consumer_ttl(self) -> float: ...
+
+    @property
+    def max_deliveries(self) -> int: ...
+
+
+class Acks(Protocol):
+    """Where a reader acknowledges entries (the events' sender)."""
+
+    def ack(self, group: str, entry_id: bytes) -> None: ...
+
+
+class EventSource(Protocol):
+    """What the readers need of the events they serve (``RedisEvents``)."""
+
+    @property
+    def b(self) -> ConsumerHost: ...
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def dead_stream(self) -> str: ...
+
+    @property
+    def stream_retention(self) -> int: ...
+
+    def link(self) -> Link: ...
+
+    def sender(self) -> Acks: ...
+
+    def maintenance(self) -> Maintenance: ...
+
+    def readers(self) -> list[GroupReader]: ...
+
+    def create_group(self, group: str, start: str) -> None: ...
+
+    def has_cache(self) -> bool: ...
+
+    def cached(self, event_id: str) -> tuple[bool, Any]: ...
 
 
 def entry_id_key(entry_id: bytes | str) -> tuple[int, int]:
@@ -49,7 +101,7 @@ def entry_id_key(entry_id: bytes | str) -> tuple[int, int]:
 class GroupReader:
     """Reads one subscription's consumer group and hands its entries to the bus."""
 
-    def __init__(self, events: RedisEvents, sub: SubscriptionSpec, group: str) -> None:
+    def __init__(self, events: EventSource, sub: SubscriptionSpec, group: str) -> None:
         self.events = events
         self.sub = sub
         self.group = group
@@ -173,7 +225,7 @@ class GroupReader:
         return ack
 
 
-def _decode(ev: RedisEvents, values: dict[bytes, bytes]) -> Event:
+def _decode(ev: EventSource, values: dict[bytes, bytes]) -> Event:
     """The event of an entry: with the very data object when it was emitted here."""
     if ev.has_cache():
         event_id = values.get(b"i")
@@ -187,7 +239,7 @@ def _decode(ev: RedisEvents, values: dict[bytes, bytes]) -> Event:
 class Tail:
     """Reads the stream without a group for the local ``wait_for`` waiters."""
 
-    def __init__(self, events: RedisEvents) -> None:
+    def __init__(self, events: EventSource) -> None:
         self.events = events
         self._cond = threading.Condition()
         self._waiters: dict[SubscriptionSpec, tuple[int, int]] = {}
@@ -281,7 +333,7 @@ class Maintenance:
     TRIM_EVERY = 5.0
     TIDY_EVERY = 30.0
 
-    def __init__(self, events: RedisEvents) -> None:
+    def __init__(self, events: EventSource) -> None:
         self.events = events
         b = events.b
         self.alive_key = events.ctx.key("consumer", b.process_id)

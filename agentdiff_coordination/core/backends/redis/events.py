@@ -31,19 +31,18 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...errors import BackendUnavailableError
 from ...records import BackendStatistics, Event, SubscriptionSpec
+from ..base import BackendDefaults, EventSink
 from .codec import encode_event
-from .consumers import GroupReader, Maintenance, Tail, entry_id_key
-from .link import SLACK, Link, Pauses, is_unavailable, made_once, pack
+from .consumers import ConsumerHost, GroupReader, Maintenance, Tail, entry_id_key
+from .link import SLACK, Context, Link, Pauses, is_unavailable, made_once, pack
 from .scripts import DRAIN_STATE, TRIM
+from .url import RedisOptions
 
-if TYPE_CHECKING:
-    from .backend import RedisBackend
-
-__all__ = ["RedisEvents"]
+__all__ = ["EventsHost", "RedisEvents"]
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -55,6 +54,23 @@ QUEUE_LIMIT = 100_000
 QUEUE_WAIT = 30.0
 #: most commands in one round trip of the sender
 BATCH = 1000
+
+
+class EventsHost(ConsumerHost, Protocol):
+    """What the events need of their backend (``RedisBackend``): its connections, options,
+    the runtime's defaults and the sink that takes incoming events."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def options(self) -> RedisOptions: ...
+
+    @property
+    def defaults(self) -> BackendDefaults: ...
+
+    @property
+    def sink(self) -> EventSink: ...
 
 
 class _Sender:
@@ -256,7 +272,7 @@ def _run_exit_hooks() -> None:
 class RedisEvents:
     """The event half of ``RedisBackend``."""
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: EventsHost) -> None:
         self.b = backend
         self.ctx = backend.ctx
         self._mutex = threading.Lock()

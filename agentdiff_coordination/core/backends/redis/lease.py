@@ -23,16 +23,15 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ...errors import LeaseLostError
-from .link import IO_TIMEOUT, Pauses
+from .grant import RedisLockGrant
+from .link import IO_TIMEOUT, Context, Pauses
 from .scripts import EXTEND, TEND
 
-if TYPE_CHECKING:
-    from .locks import RedisLockGrant, RedisLocks
-
-__all__ = ["ALIVE_MS", "TICK", "LocalWaiter", "Watchdog", "WakeListener"]
+__all__ = ["ALIVE_MS", "TICK", "LeaseKeeper", "LocalWaiter", "Watchdog", "WakeListener"]
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -42,6 +41,34 @@ ALIVE_MS = 5000
 TICK = 1.0
 #: a lease is reported lost this long before its end when it could not be renewed
 MARGIN = 0.05
+
+
+class LeaseKeeper(Protocol):
+    """What the watchdog and the wake listener need of the locks they serve (``RedisLocks``)."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def process(self) -> str: ...  # this process's name (wake channel, liveness key)
+
+    @property
+    def held(self) -> Mapping[str, RedisLockGrant]: ...  # token -> grant, while held
+
+    @property
+    def handoff_ms(self) -> int: ...
+
+    def keys(self, name: str) -> tuple[str, str, str, str]: ...
+
+    def report_lost(self, grant: RedisLockGrant, error: LeaseLostError) -> None: ...
+
+    def waited_names(self) -> list[str]: ...
+
+    def tended(self, name: str, token: str) -> None: ...
+
+    def wake(self, token: str) -> None: ...
+
+    def hint_all(self) -> None: ...
 
 
 class LocalWaiter:
@@ -108,7 +135,7 @@ def _settle(future: asyncio.Future[Any]) -> None:
 class Watchdog:
     """Renews this process's leases and keeps its waiters' places; reports lost leases in time."""
 
-    def __init__(self, locks: RedisLocks) -> None:
+    def __init__(self, locks: LeaseKeeper) -> None:
         self.locks = locks
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, RedisLockGrant]] = []
@@ -265,7 +292,7 @@ class Watchdog:
 class WakeListener:
     """Receives this process's hand-off hints on its own pub/sub channel and wakes the waiter."""
 
-    def __init__(self, locks: RedisLocks) -> None:
+    def __init__(self, locks: LeaseKeeper) -> None:
         self.locks = locks
         self.channel = locks.ctx.key("wake", locks.process)
         self._link = locks.ctx.new_link()

@@ -25,11 +25,12 @@ import secrets
 import threading
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from ...errors import CoordinationTimeoutError
 from ...limit_store import SLICES, DIMENSIONS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
 from ...provider_headers import ProviderReport
+from .link import Context
 from .scripts import (
     LIMIT_ABANDON as ABANDON,
     LIMIT_ACQUIRE as ACQUIRE,
@@ -43,10 +44,7 @@ from .scripts import (
     Script,
 )
 
-if TYPE_CHECKING:
-    from .backend import RedisBackend
-
-__all__ = ["RedisAdmission", "RedisLimitStore"]
+__all__ = ["LimitHost", "RedisAdmission", "RedisLimitStore"]
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -132,12 +130,24 @@ def _ttl_ms(spec: LimitSpec, lease: float) -> int:
     return int(longest * 1000) + 1000
 
 
+class LimitHost(Protocol):
+    """What the limit store needs of its backend (``RedisBackend``)."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def lease(self) -> float: ...
+
+    def key(self, *parts: str) -> str: ...
+
+
 class RedisLimitStore(LimitStore):
     """The limits of a ``RedisBackend``, shared by every process that uses its server."""
 
     nonblocking = False
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: LimitHost) -> None:
         self.b = backend
         self._held: dict[str, tuple[LimitSpec, RedisAdmission]] = {}  # token -> slot, while held
         if hasattr(os, "register_at_fork"):
@@ -169,7 +179,7 @@ class RedisLimitStore(LimitStore):
         return found
 
     def _lease(self) -> float:
-        return float(getattr(self.b, "lease", 30.0))
+        return float(self.b.lease)
 
     def _run(self, script: Script, args: list[Any], doing: str) -> Any:
         """A limit script on this thread's link (not repeated: an admission must not count twice)."""
