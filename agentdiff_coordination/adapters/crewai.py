@@ -27,6 +27,7 @@ from ..core.events import emit
 from ..core.coordinate import Coordinator, Run, coordinate
 from ..core.locks import normalize_names
 from ._context import outlive_thread_work, stop_tracking, track_thread_work
+from .crewai_events import BRIDGED_EVENT_TYPES, install_bridge
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -44,14 +45,6 @@ logger = logging.getLogger("agentdiff_coordination")
 INSTALL_HINT = "pip install 'agentdiff-coordination[crewai]'"
 
 #: the CrewAI events forwarded when bridging, as ``NAME_<event type>``
-BRIDGED_EVENT_TYPES: tuple[str, ...] = (
-    "ToolUsageStartedEvent",
-    "ToolUsageFinishedEvent",
-    "ToolUsageErrorEvent",
-    "LLMCallStartedEvent",
-    "LLMCallCompletedEvent",
-    "LLMCallFailedEvent",
-)
 
 # Task methods the adapter overrides; checked when a task class is first coordinated,
 # so a CrewAI release that renames them fails loudly instead of running uncoordinated.
@@ -362,7 +355,7 @@ def _coordinate(task: Any, c: Coordinator, *, agent_lock: bool, bridge: bool) ->
     if changes:
         c = c.replace(**changes)
     if bridge:
-        _install_bridge()
+        install_bridge(_current)
     _attach(task, _Spec(c, agent_lock, bridge))
     return task
 
@@ -422,57 +415,6 @@ def coordinate_crew(
 
 
 # -- CrewAI's event bus, bridged (observation only) -----------------------------------
-
-_bridge_installed = False
-_bridge_lock = threading.Lock()
-
-
-def _install_bridge() -> None:
-    """Register, once per process, the CrewAI handlers that forward a bridged run's events.
-
-    CrewAI runs its sync handlers with a copy of the emitter's context, so a handler sees
-    which coordinated task (if any) the event came from.
-    """
-    global _bridge_installed
-    if _bridge_installed:
-        return
-    with _bridge_lock:
-        if _bridge_installed:
-            return
-        import crewai.events as crewai_events
-
-        bus = crewai_events.crewai_event_bus
-        for type_name in BRIDGED_EVENT_TYPES:
-            bus.on(getattr(crewai_events, type_name))(_forward)
-        _bridge_installed = True
-
-
-def _forward(source: Any, event: Any) -> None:
-    """A CrewAI handler: re-emit ``event`` as ``NAME_<type>`` if it came from a bridged run."""
-    current = _current.get()
-    name = current[0] if current is not None else None
-    if name is None:
-        return
-    try:
-        emit(f"{name}_{event.type}", _bridge_payload(name, event), sender=name)
-    except Exception:  # watching must never break the crew
-        logger.exception("could not forward CrewAI event %s of task %r", getattr(event, "type", event), name)
-
-
-def _bridge_payload(name: str, event: Any) -> dict[str, Any]:
-    """The JSON-friendly scalar fields of a CrewAI event, plus the task's event name."""
-    data: dict[str, Any] = {}
-    try:
-        dumped = event.model_dump(mode="json")
-    except Exception:  # an event with an unserialisable field: keep what is plain
-        dumped = {k: v for k, v in vars(event).items()}
-    for key, value in dumped.items():
-        if value is None or isinstance(value, (str, int, float, bool)):
-            data[key] = value
-    data["crewai_event"] = getattr(event, "type", type(event).__name__)
-    data["task"] = name
-    return data
-
 
 # -- the plugin ------------------------------------------------------------------------
 
