@@ -300,7 +300,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        self._json(404, {"error": {"message": f"no route GET {self.path}", "type": "not_found_error"}}, {})
+
+    def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("content-length") or 0)
         try:
             body = json.loads(self.rfile.read(length) or b"{}")

@@ -102,12 +102,14 @@ def _shim_wait(name: str) -> float:
 
 
 class _ShimAdmission:
-    """Waits out this process's backoff, then ``api(cost=input+output)`` (1 without ``rate=``)."""
+    """Waits out this process's backoff, then ``api(cost=input+output)`` (1 without ``rate=``;
+    at most the smallest ``rate=``)."""
 
     __slots__ = ("_use", "_name")
 
     def __init__(self, api: Limit, dims: Mapping[str, int]) -> None:
-        cost = max(1, dims.get("tokens", 0)) if api.spec.rates else 1
+        # an estimate above what one window admits waits for a whole window (the provider judges it)
+        cost = min(max(1, dims.get("tokens", 0)), api.max_cost or 1) if api.spec.rates else 1
         self._use = api(cost=cost)
         self._name = api.name
 
