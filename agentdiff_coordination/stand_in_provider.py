@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 import time
 from collections import deque
@@ -297,6 +298,12 @@ class _Handler(BaseHTTPRequestHandler):
     provider: StandInProvider
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without this, Nagle's algorithm and the
+        # client's delayed ACK add about 40 ms to every answer on a kept-alive connection
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
@@ -473,3 +480,29 @@ def _events(kind: str, model: str, body: dict[str, Any], input_tokens: int, outp
         yield "message_delta", json.dumps({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                            "usage": {"output_tokens": output_tokens}}), 0.0
         yield "message_stop", json.dumps({"type": "message_stop"}), 0.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m agentdiff_coordination.stand_in_provider [--rpm N] [--tpm N] ...``: serve
+    until interrupted; prints the base URL on the first line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a stand-in OpenAI/Anthropic provider on loopback")
+    for name in ("rpm", "tpm", "input-tpm", "output-tpm"):
+        parser.add_argument(f"--{name}", type=int, default=None)
+    parser.add_argument("--minute", type=float, default=60.0, help="seconds in the provider's minute")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    provider = StandInProvider(rpm=args.rpm, tpm=args.tpm, input_tpm=args.input_tpm, output_tpm=args.output_tpm,
+                               minute=args.minute, latency=args.latency, port=args.port)
+    with provider:
+        print(provider.url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

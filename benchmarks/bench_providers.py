@@ -1,0 +1,134 @@
+"""A fleet against a provider's limits, and what ``limit_client`` costs per request, in one run.
+
+    python benchmarks/bench_providers.py [--redis redis://127.0.0.1:6379/0] [--json]
+
+Without ``--redis`` (or ``AGENTDIFF_TEST_REDIS_URL``) it starts a private redis-server.
+
+1. The fleet: 4 processes of 8 agents (threads) send chat completions for a little
+   more than 3 of the stand-in provider's minutes (a "minute" of 4 s, 40 requests and
+   3000 tokens per minute, so tokens bind) through the real OpenAI SDK, three ways:
+   ``limit_client`` on one limit shared on Redis (declared as the provider's limits
+   over 1.05 of its minute), the bare SDK (its own retries only, 2 per call), and a
+   per-process LangChain ``InMemoryRateLimiter`` given a quarter of the provider's
+   requests per second. Figures: the provider's 429 answers, the calls that failed
+   after the SDK's retries, and the share of the provider's allowance used in the
+   first 3 minutes from its first answer (the larger of requests and tokens).
+2. Per-request cost: one caller sends non-streamed chat completions one after the
+   other to a stand-in in another process (no limits, no latency), with the raw SDK
+   and with ``limit_client`` on a memory limit and on a Redis limit it never reaches.
+   Best per-request time over several rounds, the clients taking turns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+MINUTE, R, T = 4.0, 40, 3000
+PROCESSES, AGENTS = 4, 8
+MODES = {"limit": "limit_client, shared Redis limit", "sdk": "SDK retries only", "inmemory": "InMemoryRateLimiter per process"}
+
+
+def fleet(url: str, mode: str) -> dict[str, Any]:
+    from agentdiff_coordination.stand_in_provider import StandInProvider
+    from tests.providers.fleet_worker import run_fleet
+
+    with StandInProvider(rpm=R, tpm=T, minute=MINUTE, latency=0.01, reply_tokens=32) as provider:
+        counts = run_fleet(url, provider.openai_url, mode, processes=PROCESSES, agents=AGENTS, seconds=3 * MINUTE + 1,
+                           requests=R, tokens=T, period=MINUTE, margin=1.05, max_tokens=48, max_retries=2)
+        stats = provider.stats()
+        assert stats.first is not None
+        requests, tokens = provider.accepted_between(stats.first, stats.first + 3 * MINUTE)
+    return {
+        "429s": stats.rejected,
+        "failed calls": sum(c["failed"] for c in counts),
+        "calls": sum(c["ok"] + c["failed"] for c in counts),
+        "allowance used": max(requests / (3 * R), tokens / (3 * T)),
+        "peak requests": stats.peak_requests,
+        "peak tokens": stats.peak_tokens,
+    }
+
+
+def per_request(url: str, rounds: int = 7, n: int = 200) -> dict[str, float]:
+    """Best µs per chat completion of each client, against a stand-in in another process."""
+    import openai
+
+    from agentdiff_coordination import configure, limit
+    from agentdiff_coordination.core.config import _reset_for_tests
+    from agentdiff_coordination.integrations.openai import limit_client
+
+    server = subprocess.Popen([sys.executable, "-m", "agentdiff_coordination.stand_in_provider"], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().strip() + "/v1"
+        raw = openai.OpenAI(api_key="test", base_url=base, max_retries=0)
+        limit("bench-memory", requests="1000000/min", rate="100000000/min")
+        clients: dict[str, Any] = {"raw SDK": raw, "limit_client (memory)": limit_client(raw, "bench-memory")}
+        configure(url, key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+        limit("bench-redis", requests="1000000/min", rate="100000000/min")
+        clients["limit_client (Redis)"] = limit_client(raw, "bench-redis")
+        messages = [{"role": "user", "content": "a question of about sixty characters, asked again and again"}]
+        best = dict.fromkeys(clients, float("inf"))
+        for label in clients:  # warm up: connections, models, scripts
+            for _ in range(20):
+                clients[label].chat.completions.create(model="m", messages=messages, max_tokens=16)
+        for _ in range(rounds):
+            for label, client in clients.items():
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    client.chat.completions.create(model="m", messages=messages, max_tokens=16)
+                best[label] = min(best[label], (time.perf_counter() - t0) / n * 1e6)
+        return best
+    finally:
+        server.terminate()
+        server.wait()
+        _reset_for_tests()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--redis", default=os.environ.get("AGENTDIFF_TEST_REDIS_URL"), help="a running redis-server")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    opts = parser.parse_args()
+    server = None
+    url = opts.redis
+    if url is None:
+        from bench_redis import start_server
+
+        server, url, _ = start_server()
+    try:
+        fleets = {mode: fleet(url, mode) for mode in MODES}
+        cost = per_request(url)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+    if opts.json:
+        print(json.dumps({"fleet": fleets, "per_request_us": cost}, indent=2))
+        return
+    print(f"Fleet: {PROCESSES} processes x {AGENTS} agents, provider {R} requests and {T} tokens per {MINUTE:g} s minute")
+    print("| fleet | 429 answers | calls failed after retries | calls | allowance used | busiest minute (requests, tokens) |")
+    print("|---|---|---|---|---|---|")
+    for mode, f in fleets.items():
+        print(f"| {MODES[mode]} | {f['429s']} | {f['failed calls']} | {f['calls']} | {f['allowance used']:.0%} | "
+              f"{f['peak requests']}/{R}, {f['peak tokens']}/{T} |")
+    print()
+    print("| client | µs per chat completion | ratio to the raw SDK |")
+    print("|---|---|---|")
+    for label, us in cost.items():
+        print(f"| {label} | {us:.0f} | {us / cost['raw SDK']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
