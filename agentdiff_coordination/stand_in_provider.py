@@ -470,7 +470,7 @@ def _events(kind: str, model: str, body: dict[str, Any], input_tokens: int, outp
             yield f"response.{name}", json.dumps({"type": f"response.{name}", "sequence_number": next(seq), **data}), 0.0
         yield "response.completed", json.dumps({"type": "response.completed", "sequence_number": next(seq), "response": done}), 0.0
     else:
-        message = {"id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": [],
+        message: dict[str, Any] = {"id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": [],
                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}
         yield "message_start", json.dumps({"type": "message_start", "message": message}), 0.0
         yield "content_block_start", json.dumps({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}), 0.0

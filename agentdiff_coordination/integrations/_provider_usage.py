@@ -63,7 +63,7 @@ def default_estimate(body: Mapping[str, Any]) -> Tokens:
 def check_estimate(estimate: object, owner: str) -> Estimate:
     """``estimate=`` as given, or a clear error naming ``owner``."""
     if estimate is None or callable(estimate):
-        return estimate  # type: ignore[return-value]
+        return estimate
     if isinstance(estimate, bool) or not isinstance(estimate, int) or estimate < 0:
         raise TypeError(
             f"estimate of {owner} must be None, a whole number of tokens >= 0, or a callable "
