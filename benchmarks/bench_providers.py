@@ -5,14 +5,14 @@
 Without ``--redis`` (or ``AGENTDIFF_TEST_REDIS_URL``) it starts a private redis-server.
 
 1. The fleet: 4 processes of 8 agents (threads) send chat completions for a little
-   more than 3 of the stand-in provider's minutes (a "minute" of 4 s, 40 requests and
+   more than 2 of the stand-in provider's minutes (a "minute" of 6 s, 40 requests and
    3000 tokens per minute, so tokens bind) through the real OpenAI SDK, three ways:
    ``limit_client`` on one limit shared on Redis (declared as the provider's limits
    over 1.05 of its minute), the bare SDK (its own retries only, 2 per call), and a
    per-process LangChain ``InMemoryRateLimiter`` given a quarter of the provider's
    requests per second. Figures: the provider's 429 answers, the calls that failed
    after the SDK's retries, and the share of the provider's allowance used in the
-   first 3 minutes from its first answer (the larger of requests and tokens).
+   first 2 minutes from its first answer (the larger of requests and tokens).
 2. Per-request cost: one caller sends non-streamed chat completions one after the
    other to a stand-in in another process (no limits, no latency), with the raw SDK
    and with ``limit_client`` on a memory limit and on a Redis limit it never reaches.
@@ -34,29 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-MINUTE, R, T = 4.0, 40, 3000
-PROCESSES, AGENTS = 4, 8
 MODES = {"limit": "limit_client, shared Redis limit", "sdk": "SDK retries only", "inmemory": "InMemoryRateLimiter per process"}
-
-
-def fleet(url: str, mode: str) -> dict[str, Any]:
-    from agentdiff_coordination.stand_in_provider import StandInProvider
-    from tests.providers.fleet_worker import run_fleet
-
-    with StandInProvider(rpm=R, tpm=T, minute=MINUTE, latency=0.01, reply_tokens=32) as provider:
-        counts = run_fleet(url, provider.openai_url, mode, processes=PROCESSES, agents=AGENTS, seconds=3 * MINUTE + 1,
-                           requests=R, tokens=T, period=MINUTE, margin=1.05, max_tokens=48, max_retries=2)
-        stats = provider.stats()
-        assert stats.first is not None
-        requests, tokens = provider.accepted_between(stats.first, stats.first + 3 * MINUTE)
-    return {
-        "429s": stats.rejected,
-        "failed calls": sum(c["failed"] for c in counts),
-        "calls": sum(c["ok"] + c["failed"] for c in counts),
-        "allowance used": max(requests / (3 * R), tokens / (3 * T)),
-        "peak requests": stats.peak_requests,
-        "peak tokens": stats.peak_tokens,
-    }
 
 
 def per_request(url: str, rounds: int = 7, n: int = 200) -> dict[str, float]:
@@ -107,8 +85,10 @@ def main() -> None:
         from bench_redis import start_server
 
         server, url, _ = start_server()
+    from tests.providers.fleet_worker import AGENTS, MINUTE, PROCESSES, R, T, fleet_figures
+
     try:
-        fleets = {mode: fleet(url, mode) for mode in MODES}
+        fleets = {mode: fleet_figures(url, mode) for mode in MODES}
         cost = per_request(url)
     finally:
         if server is not None:

@@ -36,6 +36,34 @@ import redis
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
+# the fleet of the tests and the benchmark: a provider "minute" long enough that scheduling
+# noise is small beside it; tokens bind (about 28 requests' worth a minute)
+MINUTE, R, T = 6.0, 40, 3000
+PROCESSES, AGENTS, MARGIN = 4, 8, 1.05
+
+
+def fleet_figures(url: str, mode: str, minutes: int = 2) -> dict[str, Any]:
+    """Run the fleet of ``mode`` for a little more than ``minutes`` of the stand-in's minutes and
+    count: the provider's 429 answers, calls failed after the SDK's retries, the share of its
+    allowance used in ``minutes`` full minutes from its first answer, its busiest minute."""
+    from agentdiff_coordination.stand_in_provider import StandInProvider
+
+    with StandInProvider(rpm=R, tpm=T, minute=MINUTE, latency=0.01, reply_tokens=32) as provider:
+        counts = run_fleet(url, provider.openai_url, mode, processes=PROCESSES, agents=AGENTS, seconds=minutes * MINUTE + 1,
+                           requests=R, tokens=T, period=MINUTE, margin=MARGIN, max_tokens=48, max_retries=2)
+        stats = provider.stats()
+        if stats.first is None:
+            raise RuntimeError("the provider answered nothing")
+        requests, tokens = provider.accepted_between(stats.first, stats.first + minutes * MINUTE)
+    return {
+        "429s": stats.rejected,
+        "failed calls": sum(c["failed"] for c in counts),
+        "calls": sum(c["ok"] + c["failed"] for c in counts),
+        "allowance used": max(requests / (minutes * R), tokens / (minutes * T)),
+        "peak requests": stats.peak_requests,
+        "peak tokens": stats.peak_tokens,
+    }
+
 
 def run_fleet(url: str, base_url: str, mode: str, *, processes: int, agents: int, seconds: float, **limits: Any) -> list[dict[str, int]]:
     """Run ``processes`` workers of ``agents`` agents each for ``seconds`` against ``base_url``;
