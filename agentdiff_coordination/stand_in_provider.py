@@ -281,6 +281,7 @@ class StandInProvider:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # a fleet opens many connections at once: the default backlog of 5 resets some
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is no error worth printing; anything else is."""

@@ -101,7 +101,8 @@ def main() -> None:
     print("| fleet | 429 answers | calls failed after retries | calls | allowance used | busiest minute (requests, tokens) |")
     print("|---|---|---|---|---|---|")
     for mode, f in fleets.items():
-        print(f"| {MODES[mode]} | {f['429s']} | {f['failed calls']} | {f['calls']} | {f['allowance used']:.0%} | "
+        failed = f"{f['failed calls']}" + (f" (+{f['unreachable calls']} unreachable)" if f["unreachable calls"] else "")
+        print(f"| {MODES[mode]} | {f['429s']} | {failed} | {f['calls']} | {f['allowance used']:.0%} | "
               f"{f['peak requests']}/{R}, {f['peak tokens']}/{T} |")
     print()
     print("| client | µs per chat completion | ratio to the raw SDK |")

@@ -9,7 +9,8 @@ JSON keys: ``redis`` (URL), ``prefix``, ``base_url`` (the stand-in's OpenAI URL)
 per ``period`` seconds), ``processes``, ``margin``, ``max_tokens``, ``max_retries``.
 Says it is ready (``PREFIX:ready``), waits for its start (``PREFIX:go``), then runs
 ``agents`` threads that each send chat completions for ``seconds``, and prints one
-JSON line: calls that succeeded and calls that failed with a 429 after the SDK's retries.
+JSON line: calls that succeeded, calls that failed with a 429 after the SDK's retries, and
+calls that found no connection.
 
 MODE ``limit``: ``limit_client`` on a limit shared on Redis, declared as the provider's
 limits over ``period * margin`` seconds. MODE ``sdk``: the bare client (only the SDK's
@@ -58,6 +59,7 @@ def fleet_figures(url: str, mode: str, minutes: int = 2) -> dict[str, Any]:
     return {
         "429s": stats.rejected,
         "failed calls": sum(c["failed"] for c in counts),
+        "unreachable calls": sum(c["unreachable"] for c in counts),
         "calls": sum(c["ok"] + c["failed"] for c in counts),
         "allowance used": max(requests / (minutes * R), tokens / (minutes * T)),
         "peak requests": stats.peak_requests,
@@ -136,7 +138,7 @@ def main() -> None:
     r.rpush(f"{args['prefix']}:ready", "ready")
     r.blpop([f"{args['prefix']}:go"], timeout=60)
     end = time.monotonic() + args["seconds"]
-    counts = {"ok": 0, "failed": 0}
+    counts = {"ok": 0, "failed": 0, "unreachable": 0}
     lock = threading.Lock()
 
     def agent(seed: int) -> None:
@@ -150,6 +152,8 @@ def main() -> None:
                 outcome = "ok"
             except openai.RateLimitError:
                 outcome = "failed"
+            except openai.APIConnectionError:
+                outcome = "unreachable"
             with lock:
                 counts[outcome] += 1
 
