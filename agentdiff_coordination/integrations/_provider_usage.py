@@ -45,19 +45,32 @@ def text_length(value: object) -> int:
     """Characters of text in a request's messages (strings inside dicts and lists)."""
     if isinstance(value, str):
         return len(value)
+    total = 0
     if isinstance(value, dict):
-        return sum(text_length(v) for k, v in value.items() if k not in ("role", "type"))
-    if isinstance(value, (list, tuple)):
-        return sum(text_length(v) for v in value)
-    return 0
+        for key, item in value.items():
+            if key != "role" and key != "type":
+                total += len(item) if isinstance(item, str) else text_length(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            total += len(item) if isinstance(item, str) else text_length(item)
+    return total
 
 
 def default_estimate(body: Mapping[str, Any]) -> Tokens:
     """Input: the request's text length / 4 (rounded up); output: its ``max_tokens``,
     ``max_completion_tokens`` or ``max_output_tokens`` (0 when it gives none)."""
-    chars = sum(text_length(body.get(key)) for key in _TEXT_KEYS)
-    output = next((v for k in _MAX_KEYS if isinstance(v := body.get(k), int) and not isinstance(v, bool)), 0)
-    return math.ceil(chars / 4), max(0, output)
+    chars = 0
+    for key in _TEXT_KEYS:
+        value = body.get(key)
+        if value is not None:
+            chars += text_length(value)
+    output = 0
+    for key in _MAX_KEYS:
+        value = body.get(key)
+        if type(value) is int:
+            output = max(0, value)
+            break
+    return -(-chars // 4), output
 
 
 def check_estimate(estimate: object, owner: str) -> Estimate:
