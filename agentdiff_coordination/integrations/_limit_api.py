@@ -33,7 +33,7 @@ _REAL = hasattr(Limit, "backoff") and hasattr(Limit, "observe_headers")
 
 
 def lookup(name: str) -> Limit:
-    """The declared limit called ``name`` (looked up per request: it may be declared later)."""
+    """The declared limit called ``name`` (looked up per request, so a limit declared anew is used)."""
     return get_limit(name)
 
 

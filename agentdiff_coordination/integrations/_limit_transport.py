@@ -193,6 +193,9 @@ def wrap_client(client: Any, sdk: ModuleType, limit_name: str, estimate: object,
     if not isinstance(client, (sync_type, async_type)):
         raise TypeError(f"{owner} takes an {sdk.__name__}.{sync_name} or {async_name} client, not {client!r}")
     check_name(limit_name, "limit name")
+    # declared first: an error raised inside the transport would reach the caller only as the
+    # SDK's APIConnectionError, after its retries
+    lim.lookup(limit_name)
     calls = _Calls(limit_name, check_estimate(estimate, owner))
     is_async = isinstance(client, async_type)
     client_class = getattr(sdk, "DefaultAsyncHttpxClient" if is_async else "DefaultHttpxClient")

@@ -31,7 +31,7 @@ C = TypeVar("C")
 
 def limit_client(client: C, limit_name: str, *, estimate: Estimate = None) -> C:
     """A copy of ``client`` (``Anthropic`` or ``AsyncAnthropic``) whose messages the limit
-    ``limit_name`` admits.
+    ``limit_name`` admits (declare the limit first: an undeclared name is a ``LookupError``).
 
     ``estimate`` gives a request's cost before it is sent: by default its text length / 4
     (messages, system, tools) as input tokens and its ``max_tokens`` as output tokens; a

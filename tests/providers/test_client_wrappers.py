@@ -165,6 +165,9 @@ def test_bad_arguments_are_refused_by_name(provider: StandInProvider) -> None:
         limit_client(anthropic.Anthropic(api_key="t"), "api")
     with pytest.raises(ValueError, match="limit name"):
         limit_client(client, "")
+    with pytest.raises(LookupError, match="'api' is not declared"):
+        limit_client(client, "api")
+    limit("api", requests="10/min")
     with pytest.raises(TypeError, match="estimate"):
         limit_client(client, "api", estimate=-1)
 
