@@ -19,7 +19,7 @@ CASES = {
     "autogen_team.py": "coordinated agents: at most 1 API call at once",
     "rate_limits.py": "All limits held.",
     "multiprocess_redis.py": "all checks passed",
-    "provider_fleet.py": "none of the limited ones",
+    "provider_fleet.py": "The limited clients kept the provider's limits.",
 }
 
 
