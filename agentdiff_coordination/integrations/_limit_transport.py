@@ -79,8 +79,24 @@ class _Calls:
         return None if tokens is None else lim.keywords(api, tokens)
 
 
-def _report_failed(api: Limit, exc: BaseException) -> None:
-    logger.warning("reporting usage to limit %r failed", api.name, exc_info=exc)
+class _Answer:
+    """One answer passing to the SDK: its usage is read as it passes and reported once, at its close."""
+
+    __slots__ = ("api", "permit", "reader", "_open")
+
+    def __init__(self, api: Limit, permit: Permit, reader: UsageReader | None) -> None:
+        self.api, self.permit, self.reader = api, permit, reader
+        self._open = True
+
+    def closing(self) -> dict[str, int] | None:
+        """The report keywords, the first time only (None: nothing to report)."""
+        if not self._open:
+            return None
+        self._open = False
+        return _Calls.used(self.api, self.reader)
+
+    def report_failed(self, exc: BaseException) -> None:
+        logger.warning("reporting usage to limit %r failed", self.api.name, exc_info=exc)
 
 
 @lru_cache(maxsize=None)
@@ -88,12 +104,11 @@ def _transport_types(http: ModuleType) -> tuple[type[Any], type[Any]]:
     """The sync and async transports, built on ``http`` (``httpx2`` or ``httpx``)."""
 
     class UsageStream(http.SyncByteStream):  # type: ignore[misc,name-defined]
-        def __init__(self, inner: Any, api: Limit, permit: Permit, reader: UsageReader | None) -> None:
-            self._inner, self._api, self._permit, self._reader = inner, api, permit, reader
-            self._open = True
+        def __init__(self, inner: Any, answer: _Answer) -> None:
+            self._inner, self._answer = inner, answer
 
         def __iter__(self) -> Iterator[bytes]:
-            reader = self._reader
+            reader = self._answer.reader
             for chunk in self._inner:
                 if reader is not None:
                     reader.feed(chunk)
@@ -103,22 +118,18 @@ def _transport_types(http: ModuleType) -> tuple[type[Any], type[Any]]:
             try:
                 self._inner.close()
             finally:
-                if self._open:
-                    self._open = False
-                    dims = _Calls.used(self._api, self._reader)
-                    if dims is not None:
-                        try:
-                            lim.report(self._permit, dims)
-                        except Exception as exc:
-                            _report_failed(self._api, exc)
+                if (dims := self._answer.closing()) is not None:
+                    try:
+                        lim.report(self._answer.permit, dims)
+                    except Exception as exc:
+                        self._answer.report_failed(exc)
 
     class AsyncUsageStream(http.AsyncByteStream):  # type: ignore[misc,name-defined]
-        def __init__(self, inner: Any, api: Limit, permit: Permit, reader: UsageReader | None) -> None:
-            self._inner, self._api, self._permit, self._reader = inner, api, permit, reader
-            self._open = True
+        def __init__(self, inner: Any, answer: _Answer) -> None:
+            self._inner, self._answer = inner, answer
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
-            reader = self._reader
+            reader = self._answer.reader
             async for chunk in self._inner:
                 if reader is not None:
                     reader.feed(chunk)
@@ -128,14 +139,11 @@ def _transport_types(http: ModuleType) -> tuple[type[Any], type[Any]]:
             try:
                 await self._inner.aclose()
             finally:
-                if self._open:
-                    self._open = False
-                    dims = _Calls.used(self._api, self._reader)
-                    if dims is not None:
-                        try:
-                            await lim.report_async(self._permit, dims)
-                        except Exception as exc:
-                            _report_failed(self._api, exc)
+                if (dims := self._answer.closing()) is not None:
+                    try:
+                        await lim.report_async(self._answer.permit, dims)
+                    except Exception as exc:
+                        self._answer.report_failed(exc)
 
     class LimitTransport(http.BaseTransport):  # type: ignore[misc,name-defined]
         def __init__(self, inner: Any, calls: _Calls) -> None:
@@ -147,8 +155,7 @@ def _transport_types(http: ModuleType) -> tuple[type[Any], type[Any]]:
             api, dims = self._calls.begin(request)
             with lim.admit(api, dims) as permit:
                 response = self._inner.handle_request(request)
-            reader = self._calls.answered(api, response)
-            stream = UsageStream(response.stream, api, permit, reader)
+            stream = UsageStream(response.stream, _Answer(api, permit, self._calls.answered(api, response)))
             return http.Response(response.status_code, headers=response.headers, stream=stream, extensions=response.extensions)
 
         def close(self) -> None:
@@ -164,8 +171,7 @@ def _transport_types(http: ModuleType) -> tuple[type[Any], type[Any]]:
             api, dims = self._calls.begin(request)
             async with lim.admit(api, dims) as permit:
                 response = await self._inner.handle_async_request(request)
-            reader = self._calls.answered(api, response)
-            stream = AsyncUsageStream(response.stream, api, permit, reader)
+            stream = AsyncUsageStream(response.stream, _Answer(api, permit, self._calls.answered(api, response)))
             return http.Response(response.status_code, headers=response.headers, stream=stream, extensions=response.extensions)
 
         async def aclose(self) -> None:
