@@ -25,8 +25,8 @@ its twins, at most ``reply_tokens``), counted when it arrives. Every answer carr
 rate-limit headers: OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
 (resets as durations like ``1.5s`` or ``6m0s``) on OpenAI's paths, Anthropic's
 ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}``
-(resets as RFC 3339 times) on ``/v1/messages``; a reset is the time until the window
-holds nothing more than now's arrivals would free, i.e. until it is back to its limit.
+(resets as RFC 3339 times) on ``/v1/messages``; a reset is the time until the window is
+back to its full limit (until the newest request it counts has left it).
 
 ``stats()`` counts what the server saw: accepted requests and their tokens, 429s, and
 the most requests and tokens accepted in any window of ``minute`` seconds.
