@@ -23,6 +23,7 @@ CASES = {
     "langgraph_threads.py": "one linear history per thread",
     "crewai_flow.py": "no update lost",
     "openai_agents_tools.py": "all checks passed",
+    "provider_fleet.py": "The limited clients kept the provider's limits.",
 }
 
 

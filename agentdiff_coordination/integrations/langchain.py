@@ -17,6 +17,12 @@ LangChain asks its limiter before each call and tells it nothing afterwards, so 
 limit used here must be a rate: a concurrency slot could never be given back.
 Tokens are known only once the model answers; ``LimitUsageCallback`` charges them to
 the limit's weighted rates then, and the next requests wait for that budget.
+
+For LangChain v1 agents (``langchain.agents.create_agent``), ``LimitMiddleware`` does
+all of it around each model call: admits it with an estimate of its tokens, reports the
+usage its answer states, and turns a provider's 429 into a backoff of the limit::
+
+    agent = create_agent(model, tools, middleware=[LimitMiddleware("openai")])
 """
 
 from __future__ import annotations
@@ -37,7 +43,16 @@ from ..core.errors import CoordinationTimeoutError
 from ..core.limits import Limit, get_limit
 from ..core.validation import check_timeout
 
-__all__ = ["LimitRateLimiter", "LimitUsageCallback"]
+__all__ = ["LimitMiddleware", "LimitRateLimiter", "LimitUsageCallback"]
+
+
+def __getattr__(name: str) -> Any:
+    """``LimitMiddleware`` (LangChain v1 agents), imported on first use: it needs ``langchain>=1``."""
+    if name == "LimitMiddleware":
+        from ._langchain_middleware import LimitMiddleware
+
+        return LimitMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _rate_limit(limit: str | Limit, what: str) -> Limit:
