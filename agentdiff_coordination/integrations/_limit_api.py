@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.limits import Limit, Permit, get_limit
+from ..core.rates import Rate
 from ._provider_usage import Tokens
 
 __all__ = ["admit", "backoff", "keywords", "lookup", "observe_headers", "report", "report_async"]
@@ -23,7 +24,7 @@ def lookup(name: str) -> Limit:
     return get_limit(name)
 
 
-def _capped(value: int, rates: tuple[Any, ...]) -> int:
+def _capped(value: int, rates: tuple[Rate, ...]) -> int:
     """An estimate no larger than one window of the dimension admits (the provider judges the rest)."""
     return min([max(0, value), *(r.limit for r in rates)])
 
