@@ -38,6 +38,8 @@ def in_context(ctx: contextvars.Context, awaitable: Awaitable[Any], wait: Any = 
     send, throw = it.send, it.throw
     value: Any = None
     error: BaseException | None = None
+    if wait is not None:
+        wait.task = asyncio.current_task()  # the task that a fired token cancels while it is blocked
     while True:
         if wait is not None and wait.cancelled:  # delivered once: the wait may clean up after it
             wait.cancelled = False

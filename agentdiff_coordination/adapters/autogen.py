@@ -143,18 +143,24 @@ def __getattr__(name: str) -> Any:
 class _Wait:
     """Links a turn's ``CancellationToken`` to its wait for the lock (and limit).
 
-    While the turn waits, firing the token cancels the future the wait is blocked on,
-    so the wait ends with ``CancelledError`` and the core leaves nothing held; the
-    calling task itself is not cancelled. Once the wait is over the link lets go
+    While the turn waits, firing the token cancels the task at the future the wait is
+    blocked on (``task.cancel()``: a library below that catches the cancellation, as
+    ``asyncio.wait_for`` may on 3.11, cannot lose it; before it blocks, the cancellation is
+    thrown in at its next step), so the wait ends with
+    ``CancelledError`` and the core leaves nothing held. The task's cancellation count is
+    taken back once the wait is over (``over``): the caller gets the ``CancelledError``
+    but its task is not left cancelling. Once the wait is over the link lets go
     (``CancellationToken`` never forgets a callback: only this small husk stays).
     """
 
-    __slots__ = ("blocked_on", "cancelled", "loop", "waiting")
+    __slots__ = ("blocked_on", "cancelled", "fired", "loop", "task", "waiting")
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.task: asyncio.Task[Any] | None = None  # set when the wait starts (in_context)
         self.waiting = True
         self.cancelled = False
+        self.fired = False
         self.blocked_on: Any = None
 
     def __call__(self) -> None:  # the token fired; maybe from another thread
@@ -173,15 +179,22 @@ class _Wait:
             pass
 
     def cancel(self) -> None:
-        if self.waiting:
-            self.cancelled = True
-            blocked_on, self.blocked_on = self.blocked_on, None
-            if isinstance(blocked_on, asyncio.Future):
-                blocked_on.cancel()
+        if not self.waiting or self.fired or self.cancelled:
+            return
+        if self.blocked_on is None or self.task is None:
+            self.cancelled = True  # not blocked yet: thrown in at the wait's next step
+            return
+        self.fired = True
+        self.blocked_on = None
+        self.task.cancel()
 
     def over(self) -> None:
         self.waiting = False
         self.blocked_on = None
+        if self.fired and self.task is not None:
+            uncancel = getattr(self.task, "uncancel", None)  # 3.11+
+            if uncancel is not None:
+                uncancel()
 
 
 def _dump(message: Any) -> Any:
