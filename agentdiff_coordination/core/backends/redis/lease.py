@@ -74,12 +74,14 @@ class LeaseKeeper(Protocol):
 class LocalWaiter:
     """A local acquirer (a thread or a task) waiting for a hint to ask Redis again."""
 
-    __slots__ = ("name", "wake", "loop", "future", "hinted")
+    __slots__ = ("name", "wake", "loop", "future", "hinted", "queued")
 
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop | None) -> None:
         self.name = name
         self.loop = loop
         self.hinted = False
+        #: Redis has the waiter in the lock's queue (its ACQUIRE answered "wait")
+        self.queued = False
         self.future: asyncio.Future[None] | None = None
         self.wake: threading.Lock | None = None
         if loop is None:

@@ -111,6 +111,8 @@ class _Attempt:
         if self.timeout == 0:
             self.withdrawn = True  # never queued
             raise self.timeout_error()
+        if self.waiter is not None:
+            self.waiter.queued = True
         return None
 
     def waiter_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -365,7 +367,9 @@ class RedisLocks:
             waiter.push()
 
     def waiting_count(self) -> int:
-        return len(self._waiters)
+        """Local waiters that Redis has queued (a waiter registered before its request is not yet)."""
+        with self._mutex:
+            return sum(1 for waiter in self._waiters.values() if waiter.queued)
 
     # -- background threads ---------------------------------------------------------
     def watchdog(self) -> Watchdog:
