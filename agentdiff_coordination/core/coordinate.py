@@ -231,6 +231,19 @@ async def _areleased_after(owner: object, c: Coordinator, original: BaseExceptio
 # -- the drivers -------------------------------------------------------------------------
 
 
+def _observed(c: Coordinator, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A watched call: the run plan entered by hand, with its spans."""
+    with Run(c, args, kwargs) as run:
+        run.result = fn(*args, **kwargs)
+    return run.result
+
+
+async def _aobserved(c: Coordinator, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async with Run(c, args, kwargs) as run:
+        run.result = await fn(*args, **kwargs)
+    return run.result
+
+
 def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
     names, timeout, holder, started, complete = c.locks, c.timeout, c.name, c.started, c.complete
     quiet = _bus.listeners.get  # () means: nobody here listens for that name
@@ -242,9 +255,7 @@ def _sync_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def coordinated(*args: Any, **kwargs: Any) -> Any:
         if _observers.current:  # watched: the run plan with its spans
-            with Run(c, args, kwargs) as run:
-                run.result = original(*args, **kwargs)
-            return run.result
+            return _observed(c, original, args, kwargs)
         run_id = None if _bus.local_only and quiet(started) == () else _announce(c, args, kwargs)
         t0 = perf()
         held = False
@@ -280,9 +291,7 @@ def _async_wrapper(c: Coordinator, fn: Callable[..., Any]) -> Callable[..., Any]
     @functools.wraps(fn)
     async def coordinated(*args: Any, **kwargs: Any) -> Any:
         if _observers.current:
-            async with Run(c, args, kwargs) as run:
-                run.result = await original(*args, **kwargs)
-            return run.result
+            return await _aobserved(c, original, args, kwargs)
         run_id = None if _bus.local_only and quiet(started) == () else _announce(c, args, kwargs)
         t0 = perf()
         held = False

@@ -114,6 +114,25 @@ class _Acquisition:
         if self.outer is not None:
             self.outer.finish(outcome_of(error), error)
 
+    # all or none: leaving with an error gives back what was taken (sync and async drivers)
+    def __enter__(self) -> _Acquisition:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if e is not None:
+            for grant in reversed(self.grants):
+                self.backend.release_counted(grant)
+            self.failed(e)
+
+    async def __aenter__(self) -> _Acquisition:
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if e is not None:
+            for grant in reversed(self.grants):
+                await _drop_async(grant, self.backend)
+            self.failed(e)
+
     def push(self, owner: object) -> Waited | None:
         wait = self.wait
         if wait is None:
@@ -145,13 +164,8 @@ class Waited(NamedTuple):
 
 
 def acquire_sync(
-    names: tuple[str, ...],
-    timeout: float | None,
-    holder: str | None,
-    owner: object,
-    lease: float | None = None,
-    run_id: str | None = None,
-    outer: LiveSpan | None = None,
+    names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None,
+    run_id: str | None = None, outer: LiveSpan | None = None,
 ) -> Waited | None:
     """Take every name for ``owner`` (re-entering those this chain holds); all or none.
     Observed, says what the acquisition waited."""
@@ -165,42 +179,22 @@ def acquire_sync(
         )
         _held_set((owner, (grant,), None, backend, None))
         return None
-    plan = _Acquisition(names, timeout, parent, backend, holder, run_id, outer)
-    try:
+    with _Acquisition(names, timeout, parent, backend, holder, run_id, outer) as plan:
         for name in plan.pending():
             plan.grants.append(backend.acquire_lock(name, holder, plan.left(), lease=lease))
-    except BaseException as exc:
-        for grant in reversed(plan.grants):
-            backend.release_counted(grant)
-        plan.failed(exc)
-        raise
     return plan.push(owner)
 
 
 async def acquire_async(
-    names: tuple[str, ...],
-    timeout: float | None,
-    holder: str | None,
-    owner: object,
-    lease: float | None = None,
-    run_id: str | None = None,
-    outer: LiveSpan | None = None,
+    names: tuple[str, ...], timeout: float | None, holder: str | None, owner: object, lease: float | None = None,
+    run_id: str | None = None, outer: LiveSpan | None = None,
 ) -> Waited | None:
     """The async driver of the same plan: waits without blocking the loop."""
-    parent = _held_get()
     backend = _runtime.current or _runtime.backend()
-    plan = _Acquisition(names, timeout, parent, backend, holder, run_id, outer)
-    try:
+    async with _Acquisition(names, timeout, _held_get(), backend, holder, run_id, outer) as plan:
         for name in plan.pending():
             grant = backend.try_acquire_lock(name, holder)
-            if grant is None:
-                grant = await backend.acquire_lock_async(name, holder, plan.left(), lease=lease)
-            plan.grants.append(grant)
-    except BaseException as exc:
-        for grant in reversed(plan.grants):
-            await _drop_async(grant, backend)
-        plan.failed(exc)
-        raise
+            plan.grants.append(grant or await backend.acquire_lock_async(name, holder, plan.left(), lease=lease))
     return plan.push(owner)
 
 

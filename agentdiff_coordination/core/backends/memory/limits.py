@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from ...errors import CoordinationTimeoutError
@@ -265,6 +266,10 @@ class _SyncWaiter(Waiter):
         self.event.set()
         return True
 
+    def sleep(self, seconds: float) -> None:
+        """Block the thread until woken or ``seconds`` (``INF``: until woken) pass."""
+        self.event.wait(None if seconds == INF else seconds)
+
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
@@ -274,13 +279,24 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _AsyncWaiter(Waiter):
     __slots__ = ("loop", "future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.loop = loop
+        self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[None] | None = None
 
     def arm(self) -> None:
         self.future = self.loop.create_future()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait, without blocking the loop, until woken or ``seconds`` (``INF``: until woken) pass."""
+        future = self.future
+        assert future is not None
+        timer = None if seconds == INF else self.loop.call_later(seconds, _resolve, future)
+        try:
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def wake(self) -> bool:
         future = self.future
@@ -358,6 +374,13 @@ class _Wait:
                 state.abandon(self.waiter)
                 _wake_head(state)
 
+    def __enter__(self) -> _Wait:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if e is not None:
+            self.leave()
+
 
 class MemoryLimitStore(LimitStore):
     """The limits of one process; ``clock`` is injectable for tests (default monotonic)."""
@@ -379,46 +402,28 @@ class MemoryLimitStore(LimitStore):
         return state
 
     def acquire(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Admission:
-        state = self._state(spec)
-        admitted = self._first_try(state, cost, timeout)
-        if admitted is not None:
-            return admitted
-        waiter = _SyncWaiter()
-        plan = _Wait(state, cost, timeout, self._clock, waiter)
-        try:
-            while True:
-                got = plan.step()
-                if isinstance(got, Admission):
-                    return got
-                waiter.event.wait(None if got == INF else got)
-        except BaseException:
-            plan.leave()
-            raise
+        plan = self._begin(spec, cost, timeout, _SyncWaiter)
+        if isinstance(plan, Admission):
+            return plan
+        with plan:
+            while not isinstance(got := plan.step(), Admission):
+                plan.waiter.sleep(got)
+        return got
 
     async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Admission:
+        plan = self._begin(spec, cost, timeout, _AsyncWaiter)
+        if isinstance(plan, Admission):
+            return plan
+        with plan:
+            while not isinstance(got := plan.step(), Admission):
+                await plan.waiter.sleep(got)
+        return got
+
+    def _begin(self, spec: LimitSpec, cost: Cost, timeout: float | None, waiter: Callable[[], Any]) -> Admission | _Wait:
+        """The admission if it fits at once, else the wait (with a new ``waiter()``) the drivers run."""
         state = self._state(spec)
         admitted = self._first_try(state, cost, timeout)
-        if admitted is not None:
-            return admitted
-        loop = asyncio.get_running_loop()
-        waiter = _AsyncWaiter(loop)
-        plan = _Wait(state, cost, timeout, self._clock, waiter)
-        try:
-            while True:
-                got = plan.step()
-                if isinstance(got, Admission):
-                    return got
-                future = waiter.future
-                assert future is not None
-                timer = None if got == INF else loop.call_later(got, _resolve, future)
-                try:
-                    await future
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-        except BaseException:
-            plan.leave()
-            raise
+        return admitted if admitted is not None else _Wait(state, cost, timeout, self._clock, waiter())
 
     def admit_now(self, spec: LimitSpec, cost: Cost) -> Admission | None:
         return self._first_try(self._state(spec), cost, None)

@@ -265,46 +265,42 @@ class RedisLimitStore(LimitStore):
         token = secrets.token_hex(8)
         plan = self._plan(spec, token, cost, timeout)
         try:
-            step = next(plan)
+            reply: Any = None
             while True:
-                kind = step[0]
-                if kind is _RUN:
-                    step = plan.send(self._run(step[1], step[2], step[3]))
-                else:
-                    if kind is _BLOCK:
-                        self._block(step[1], step[2], step[3])
-                    else:
-                        time.sleep(step[1])
-                    step = plan.send(None)
-        except StopIteration as done:
-            return cast(RedisAdmission, done.value)
+                try:
+                    step = plan.send(reply)
+                except StopIteration as done:
+                    return cast(RedisAdmission, done.value)
+                reply = self._step(step)
         except CoordinationTimeoutError:
             raise
         except BaseException:  # interrupted or failed while queued: leave the queue
             self._abandon_quietly(spec, token)
             raise
 
+    def _step(self, step: tuple[Any, ...]) -> Any:
+        """One step of the plan, blocking the thread: a script's reply, or None after a wait."""
+        kind = step[0]
+        if kind is _RUN:
+            return self._run(step[1], step[2], step[3])
+        if kind is _BLOCK:
+            self._block(step[1], step[2], step[3])
+        else:
+            time.sleep(step[1])
+        return None
+
     async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> RedisAdmission:
         token = secrets.token_hex(8)
         plan = self._plan(spec, token, cost, timeout)
         try:
-            step = next(plan)
+            reply: Any = None
             while True:
-                kind = step[0]
-                if kind is _RUN:
-                    step = plan.send(await self._arun(step[1], step[2], step[3]))
-                    continue
-                if kind is _BLOCK:
-                    await self.b.ctx.arun(
-                        f"waiting for limit {spec.name!r}", ("BLPOP", step[1], f"{step[2]:.3f}"), retry=False,
-                        deadline=time.monotonic() + step[2] + 1.0,
-                    )
-                else:
-                    await asyncio.sleep(step[1])
-                _raise_if_cancelling()
-                step = plan.send(None)
-        except StopIteration as done:
-            grant = cast(RedisAdmission, done.value)
+                try:
+                    step = plan.send(reply)
+                except StopIteration as done:
+                    grant = cast(RedisAdmission, done.value)
+                    break
+                reply = await self._astep(step)
         except CoordinationTimeoutError:
             raise
         except BaseException:
@@ -316,6 +312,19 @@ class RedisLimitStore(LimitStore):
             await self._give_back(spec, grant)
             raise asyncio.CancelledError()
         return grant
+
+    async def _astep(self, step: tuple[Any, ...]) -> Any:
+        """One step of the plan without blocking the loop."""
+        kind = step[0]
+        if kind is _RUN:
+            return await self._arun(step[1], step[2], step[3])
+        if kind is _BLOCK:
+            await self.b.ctx.arun(step[3], ("BLPOP", step[1], f"{step[2]:.3f}"), retry=False,
+                                  deadline=time.monotonic() + step[2] + 1.0)
+        else:
+            await asyncio.sleep(step[1])
+        _raise_if_cancelling()
+        return None
 
     async def _give_back(self, spec: LimitSpec, grant: RedisAdmission) -> None:
         """Undo an admission its waiter no longer wants: free the slot, uncount the cost
