@@ -29,6 +29,8 @@ PUBLIC_API = [
     "emit",
     "limit",
     "lock",
+    "record",
+    "status",
     "unsubscribe",
     "wait_for",
     "when",

@@ -201,6 +201,15 @@ class Bus:
                 self._idle.notify_all()
             self._room.notify()
 
+    def dead_lettered(self, letter: DeadLetter, shared: bool) -> None:
+        """A handler gave up on an event; one that came from a shared backend is kept there too."""
+        backend = self.attached
+        if shared and backend is not None:
+            try:
+                backend.record_dead_letter(letter)
+            except Exception:
+                logger.exception("could not keep the dead letter of %r on %s", letter.event.name, backend.url)
+
     def requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None:
         """Put an event back at the head of ``sub``'s queue (its loop went away)."""
         with self._mutex:

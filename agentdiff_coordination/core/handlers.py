@@ -45,6 +45,7 @@ class _Queues(Protocol):
 
     def next_delivery(self, sub: Subscription) -> tuple[Event, Ack | None] | None: ...
     def delivery_done(self) -> None: ...
+    def dead_lettered(self, letter: DeadLetter, shared: bool) -> None: ...
     def requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None: ...
 
 
@@ -132,15 +133,15 @@ class HandlerRunner:
         while (item := queues.next_delivery(sub)) is not None:
             event, ack = item
             try:
-                self._handle_sync(sub, event)
+                self._handle_sync(sub, event, ack is not None)
             finally:
                 if ack is not None:
                     _safe_ack(ack, event)
                 queues.delivery_done()
 
-    def _handle_sync(self, sub: Subscription, event: Event) -> None:
+    def _handle_sync(self, sub: Subscription, event: Event, shared: bool) -> None:
         handler = cast(Callable[[Any], Any], sub.handler)
-        attempts = _Attempts(self, sub, event)
+        attempts = _Attempts(self, sub, event, shared)
         token = _current_event.set(event)
         try:
             while True:
@@ -175,7 +176,7 @@ class HandlerRunner:
         while (item := queues.next_delivery(sub)) is not None:
             event, ack = item
             try:
-                await self._handle_async(sub, event)
+                await self._handle_async(sub, event, ack is not None)
             except asyncio.CancelledError:
                 # the loop that ran this handler is shutting down: move the rest,
                 # this event included, to the runner's own loop
@@ -187,9 +188,9 @@ class HandlerRunner:
                 _safe_ack(ack, event)
             queues.delivery_done()
 
-    async def _handle_async(self, sub: Subscription, event: Event) -> None:
+    async def _handle_async(self, sub: Subscription, event: Event, shared: bool) -> None:
         handler = cast(Callable[[Any], Coroutine[Any, Any, Any]], sub.handler)
-        attempts = _Attempts(self, sub, event)
+        attempts = _Attempts(self, sub, event, shared)
         token = _current_event.set(event)
         try:
             while True:
@@ -224,8 +225,9 @@ class HandlerRunner:
         return loop
 
     # -- failures ----------------------------------------------------------------------
-    def dead_letter(self, sub: Subscription, event: Event, exc: BaseException, attempts: int) -> None:
-        """Keep ``event`` as a dead letter of ``sub`` and log why, with the traceback."""
+    def dead_letter(self, sub: Subscription, event: Event, exc: BaseException, attempts: int, shared: bool = False) -> None:
+        """Keep ``event`` as a dead letter of ``sub`` (and on the shared backend it came from)
+        and log why, with the traceback."""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         logger.error(
             "handler %s failed on event %r (id %s) after %d attempt(s); kept in dead_letters()\n%s",
@@ -235,8 +237,10 @@ class HandlerRunner:
         _observers.notify("dead_letter", event=event.name, handler=sub.group)
         limit = self._settings().dead_letter_limit
         dropped = 0
+        letter = DeadLetter(event, sub.group, exc, tb, attempts)
+        self._queues.dead_lettered(letter, shared)
         with self._mutex:
-            self._dead.append(DeadLetter(event, sub.group, exc, tb, attempts))
+            self._dead.append(letter)
             while len(self._dead) > limit:
                 self._dead.popleft()
                 self._dead_dropped += 1
@@ -256,11 +260,11 @@ class _Attempts:
     """The retry plan of one delivery, shared by the sync and async drivers: after a
     failure, the pause before the next attempt, or None once the event is dead-lettered."""
 
-    __slots__ = ("runner", "sub", "event", "attempt", "retries", "pauses", "span")
+    __slots__ = ("runner", "sub", "event", "shared", "attempt", "retries", "pauses", "span")
 
-    def __init__(self, runner: HandlerRunner, sub: Subscription, event: Event) -> None:
+    def __init__(self, runner: HandlerRunner, sub: Subscription, event: Event, shared: bool) -> None:
         s = runner._settings()
-        self.runner, self.sub, self.event = runner, sub, event
+        self.runner, self.sub, self.event, self.shared = runner, sub, event, shared
         self.attempt = 1
         self.retries = s.handler_retries if sub.retries is None else sub.retries
         first = s.retry_delay if sub.retry_delay is None else sub.retry_delay
@@ -280,7 +284,7 @@ class _Attempts:
         pause = next(self.pauses, None) if isinstance(exc, Exception) else None
         sub, event = self.sub, self.event
         if pause is None:
-            self.runner.dead_letter(sub, event, exc, self.attempt)
+            self.runner.dead_letter(sub, event, exc, self.attempt, self.shared)
             if self.span is not None:
                 self.span.finish("failed", exc)
             return None

@@ -25,7 +25,7 @@ EMITS = 20_000
 PAD = 2000  # bytes of payload per event: 20,000 unbounded events are about 40 MB more
 
 #: the Redis URL option that sets the stream's retention (entries kept), and its value here
-RETENTION_OPTION = "stream_maxlen"
+RETENTION_OPTION = "stream_retention"
 RETENTION = 1000
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LeaseLostError, LockNotHeldError
-from ..records import BackendStatistics, Event, LockGrant, SubscriptionSpec
+from ..records import BackendStatistics, DeadLetter, Event, LockGrant, SubscriptionSpec
 from ..snapshots import EventsStatus, Status
 
 if TYPE_CHECKING:
@@ -181,6 +181,10 @@ class Backend(ABC):
     def drain(self, timeout: float | None) -> bool:
         """Wait for work the backend holds outside this process's bus; True when none is left."""
         return True
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        """A handler of this process gave up on an event it received from this backend: a
+        shared backend keeps it where every process sees it (``dead-letters`` command)."""
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:

@@ -38,10 +38,13 @@ import redis
 import redis.asyncio
 
 from ...errors import CoordinationError, LeaseLostError
-from ...records import BackendStatistics, Event, LockGrant, SubscriptionSpec
+from ...snapshots import Status
+from ...records import BackendStatistics, DeadLetter, Event, LockGrant, SubscriptionSpec
 from ..base import Backend, BackendDefaults, EventSink
+from . import dead_letters
 from .events import RedisEvents
 from .grant import RedisLockGrant
+from .status import holder_json, snapshot
 from .link import Context, made_once
 from .locks import RedisLocks
 from .url import RedisOptions, parse_url
@@ -167,9 +170,34 @@ class RedisBackend(Backend):
         return self.ctx.async_client()
 
     def describe_holder(self, holder: str | None) -> str:
-        """How a holder is shown to others (in timeout errors): its name, process and host."""
-        who = repr(holder) if holder else "an anonymous holder"
-        return f"{who} (pid {self.pid} on {self.host})"
+        """Who takes a lock, as stored with its grant for other processes to see (JSON)."""
+        return holder_json(holder)
+
+    def _keyed(self) -> Context:
+        """The connection context, its key prefix fixed (a backend made only to look, by the CLI)."""
+        self._check_open()
+        _ = self.prefix
+        return self.ctx
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        dead_letters.record(self._keyed(), letter)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter of the prefix (all processes), oldest first."""
+        return dead_letters.dead_letters(self._keyed())
+
+    def replay_dead_letters(self) -> int:
+        """Send every dead letter again to the handler (group) that failed it; how many."""
+        return dead_letters.replay(self._keyed())
+
+    def purge_dead_letters(self) -> int:
+        """Drop every dead letter of the prefix; how many."""
+        return dead_letters.purge(self._keyed())
+
+    def snapshot(self) -> Status:
+        """Every lock and event stream of the prefix (all processes); the limits declared here."""
+        self._keyed()
+        return snapshot(self)
 
     def _report_lost(self, grant: RedisLockGrant, error: LeaseLostError) -> None:
         """A lease was lost: mark the grant, log it, and run the lease-lost callback."""

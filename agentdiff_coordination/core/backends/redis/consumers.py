@@ -198,7 +198,8 @@ class GroupReader:
                 continue
             values = entry_fields(fields)
             name = values.get(b"n")
-            if name is None or not sub.matches(name.decode()):
+            only = values.get(b"only")  # a dead letter replayed for one group
+            if name is None or not sub.matches(name.decode()) or (only is not None and only.decode() != group):
                 sender.ack(group, entry_id)
                 continue
             try:

@@ -34,6 +34,7 @@ from ...records import LockGrant
 from ...settings import check_seconds
 from .grant import RedisLockGrant
 from .lease import ALIVE_MS, LocalWaiter, Watchdog, WakeListener
+from .status import holder_text
 from .link import SLACK, Context, made_once
 from .scripts import ABANDON, ACQUIRE, RELEASE
 
@@ -129,8 +130,7 @@ class _Attempt:
         reply = self.reply
         holder = None
         if reply is not None and reply[0] == 0 and reply[2]:
-            who = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
-            holder = f"{who} (fencing {int(reply[3])})"
+            holder = f"{holder_text(reply[2])} (fencing {int(reply[3])})"
         return CoordinationTimeoutError(
             f"lock {self.name!r} was not acquired within {self.timeout}s; it is held by {holder or 'nobody now'}",
             resource=self.name, holder=holder, timeout=self.timeout,
@@ -165,7 +165,6 @@ class RedisLocks:
         self._by_name: dict[str, dict[str, LocalWaiter]] = {}  # name -> token -> waiter
         self.held: dict[str, RedisLockGrant] = {}  # token -> grant, while held
         self._keys: dict[str, tuple[str, str, str, str]] = {}
-        self._described: dict[str | None, str] = {}
         self._token_prefix = secrets.token_hex(8) + "-"
         self._tokens = itertools.count(1)
         self._watchdog: Watchdog | None = None
@@ -194,12 +193,8 @@ class RedisLocks:
         return f"{self._token_prefix}{next(self._tokens)}"
 
     def describe(self, holder: str | None) -> str:
-        described = self._described.get(holder)
-        if described is None:
-            described = self._describe(holder)
-            if len(self._described) < 1024:
-                self._described[holder] = described
-        return described
+        """The holder as stored with a grant (who, where: thread and task differ per call)."""
+        return self._describe(holder)
 
     def lease_ms(self, lease: float | None) -> int:
         seconds = self._lease() if lease is None else check_seconds(lease, "lease", positive=True)
@@ -322,7 +317,7 @@ class RedisLocks:
                                                                             "holder", "fencing"))
         if who is None:
             return None
-        return f"{who.decode()} (fencing {int(fencing)})"
+        return f"{holder_text(who)} (fencing {int(fencing)})"
 
     # -- local waiters ---------------------------------------------------------------
     def enter_wait(self, name: str, token: str, loop: asyncio.AbstractEventLoop | None) -> LocalWaiter:

@@ -1,5 +1,5 @@
 -- Shared by the lock scripts: the server's clock, the fencing counter, granting, handing on.
--- Keys of one lock NAME under prefix P: P:lock:NAME (hash: token, fencing, holder; PEXPIRE =
+-- Keys of one lock NAME under prefix P: P:lock:NAME (hash: token, fencing, holder, since; PEXPIRE =
 -- the lease), P:lockq:NAME (zset: waiter token -> arrival), P:lockw:NAME (hash: waiter token
 -- -> "lease_ms|process|holder"), P:fencing (one counter for every name of the prefix).
 -- A process with waiters keeps P:alive:PROCESS alive (its watchdog renews it) and hears its
@@ -21,7 +21,8 @@ local function grant(lock, fkey, token, holder, ms)
     redis.call('SET', fkey, now_us)
     f = redis.call('INCR', fkey)
   end
-  redis.call('HSET', lock, 'token', token, 'fencing', f, 'holder', holder)
+  clock()
+  redis.call('HSET', lock, 'token', token, 'fencing', f, 'holder', holder, 'since', now_ms)
   redis.call('PEXPIRE', lock, ms)
   return f
 end
