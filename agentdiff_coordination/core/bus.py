@@ -29,7 +29,10 @@ from .snapshots import ConsumerStatus, EventsStatus
 from .subscriptions import Subscription
 from .validation import check_encodable, check_name
 
-__all__ = ["Bus"]
+__all__ = ["UNSENT", "Bus"]
+
+#: the "handler" of a dead letter the backend could not send
+UNSENT = "(not sent)"
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -210,6 +213,10 @@ class Bus:
             except Exception:
                 logger.exception("could not keep the dead letter of %r on %s", letter.event.name, backend.url)
 
+    def unsent(self, event: Event, error: BaseException) -> None:
+        """An event the backend could not send: kept in ``dead_letters()`` (handler ``(not sent)``)."""
+        self._runner.keep(DeadLetter(event, UNSENT, error, f"{type(error).__name__}: {error}", 0))
+
     def requeue(self, sub: Subscription, event: Event, ack: Ack | None) -> None:
         """Put an event back at the head of ``sub``'s queue (its loop went away)."""
         with self._mutex:
@@ -265,7 +272,8 @@ class Bus:
         backend = self.attached
         if backend is not None and not backend.drain(remaining):
             return False
-        return self._pending == 0
+        # events that could not be sent are lost until someone looks: not idle while they are kept
+        return self._pending == 0 and not any(d.handler == UNSENT for d in self.dead_letters())
 
     def exit_drain(self) -> None:
         """At interpreter exit: drain within ``exit_drain_timeout`` and say what was left."""

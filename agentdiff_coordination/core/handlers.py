@@ -235,10 +235,14 @@ class HandlerRunner:
             extra={"coordination_event": event.name, "coordination_event_id": event.id, "coordination_handler": sub.group},
         )
         _observers.notify("dead_letter", event=event.name, handler=sub.group)
-        limit = self._settings().dead_letter_limit
-        dropped = 0
         letter = DeadLetter(event, sub.group, exc, tb, attempts)
         self._queues.dead_lettered(letter, shared)
+        self.keep(letter)
+
+    def keep(self, letter: DeadLetter) -> None:
+        """Keep ``letter`` in ``dead_letters()`` (the oldest go past ``dead_letter_limit``, with a warning)."""
+        limit = self._settings().dead_letter_limit
+        dropped = 0
         with self._mutex:
             self._dead.append(letter)
             while len(self._dead) > limit:

@@ -52,13 +52,15 @@ def admit(api: Limit, dims: Mapping[str, int]) -> Any:
 
 
 def report(permit: Permit, dims: Mapping[str, int]) -> None:
-    """``permit.report(**dims)``: the usage the provider stated."""
-    permit.report(**dims)
+    """``permit.report(**dims)``: the usage the provider stated (nothing when the limit counts no tokens)."""
+    if dims:
+        permit.report(**dims)
 
 
 async def report_async(permit: Permit, dims: Mapping[str, int]) -> None:
     """``await permit.report_async(**dims)``."""
-    await permit.report_async(**dims)
+    if dims:
+        await permit.report_async(**dims)
 
 
 def backoff(api: Limit, seconds: float) -> None:

@@ -115,13 +115,25 @@ def test_threads_sharing_a_limit_never_exceed_the_providers() -> None:
 def test_a_429_backs_the_limit_off_before_the_next_request() -> None:
     limit("api", requests="100/min")  # declared too high: only the provider's answer can hold it
     with StandInProvider(rpm=1, minute=1.0) as provider:
+        outsider = openai.OpenAI(api_key="t", base_url=provider.openai_url, max_retries=0)
+        outsider.embeddings.create(model="e", input="x")  # someone outside the fleet took the minute's request
         client = limit_client(openai.OpenAI(api_key="t", base_url=provider.openai_url, max_retries=0), "api")
-        client.embeddings.create(model="e", input="x")
         with pytest.raises(openai.RateLimitError):
             client.embeddings.create(model="e", input="x")
+        assert limit("api").usage().backoff > 0  # every process sharing the limit waits now
         client.embeddings.create(model="e", input="x")  # waits out the backoff, so it fits
         stats = provider.stats()
     assert (stats.requests, stats.rejected) == (2, 1)
+
+
+def test_the_providers_headers_keep_the_limit_under_its_word_without_a_429() -> None:
+    limit("api", requests="100/min")  # declared too high: the remaining-requests header corrects it
+    with StandInProvider(rpm=1, minute=1.0) as provider:
+        client = limit_client(openai.OpenAI(api_key="t", base_url=provider.openai_url, max_retries=0), "api")
+        for _ in range(3):
+            client.embeddings.create(model="e", input="x")  # each waits for the reset the last answer named
+        stats = provider.stats()
+    assert (stats.requests, stats.rejected) == (3, 0)
 
 
 def test_the_sdks_own_retry_waits_for_the_limit_too() -> None:

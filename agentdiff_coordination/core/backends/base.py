@@ -48,6 +48,10 @@ class EventSink(Protocol):
     def events_status(self) -> EventsStatus:
         """This process's side of the events: pending deliveries, dead letters, consumers."""
 
+    def unsent(self, event: Event, error: BaseException) -> None:
+        """An event this process emitted could not be sent (the backend gave up): keep it in
+        ``dead_letters()`` so that it is never lost silently."""
+
 
 @dataclass(frozen=True)
 class BackendDefaults:
@@ -76,6 +80,9 @@ class _NoSink:
 
     def events_status(self) -> EventsStatus:
         return EventsStatus(0, 0, ())
+
+    def unsent(self, event: Event, error: BaseException) -> None:
+        pass
 
 
 class Backend(ABC):

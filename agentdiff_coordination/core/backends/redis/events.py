@@ -109,7 +109,7 @@ class _Sender:
         if not self._busy:
             self._cond.notify()
 
-    def add(self, packed: bytes) -> None:
+    def add(self, packed: bytes, event: Event) -> None:
         with self._cond:
             if self.failing is not None:
                 raise self.events.ctx.error(self.failing, "sending an event")
@@ -121,7 +121,7 @@ class _Sender:
                     f"the server is too slow or unreachable (emit waited {QUEUE_WAIT:g}s for room)"
                 )
             self.unsent += 1
-            self._put(["x", packed, None, 0])
+            self._put(["x", packed, event, 0])
 
     def ack(self, group: str, entry_id: bytes) -> None:
         with self._cond:
@@ -203,7 +203,7 @@ class _Sender:
         """Count what was written; put back what may pass, give up on the rest (counted)."""
         last = b""
         again: list[list[Any]] = []
-        lost = 0
+        lost: list[tuple[Event, BaseException]] = []
         events = [item for item in batch if item[0] == "x"]
         for item, reply in zip(events, replies):
             if not isinstance(reply, BaseException):
@@ -213,9 +213,9 @@ class _Sender:
             if item[3] < self.ATTEMPTS and _may_pass(reply):
                 again.append(item)
                 continue
-            lost += 1
-            logger.error("Redis at %s refused an event after %d attempt(s) (%s); it is lost (counted in "
-                         "statistics().events_lost; drain() returns False)",
+            lost.append((item[2], reply))
+            logger.error("Redis at %s refused an event after %d attempt(s) (%s); it is kept in dead_letters() "
+                         "(and counted in statistics().events_lost; drain() returns False)",
                          self.events.ctx.safe_url, item[3], str(reply).rstrip("."))
         for reply in replies[adds:]:
             if isinstance(reply, BaseException):
@@ -227,10 +227,12 @@ class _Sender:
             self._items.extendleft(reversed(again))
             self.done += len(batch) - len(again)
             self.unsent -= adds - len(again)
-            self.lost += lost
+            self.lost += len(lost)
             if last:
                 self.last_id = last
             self._cond.notify_all()
+        for event, reply in lost:  # where users look: dead_letters() of this process
+            self.events.b.sink.unsent(event, reply)
 
 
 def _exit(ref: weakref.ref[_Sender]) -> None:
@@ -333,7 +335,7 @@ class RedisEvents:
         packed = pack(["XADD", self.stream, "*", *encode_event(event)])  # a bad event is refused here
         if self._readers or self._tail is not None:
             self._remember(event)
-        self.sender().add(packed)
+        self.sender().add(packed, event)
 
     # -- subscriptions -----------------------------------------------------------------
     def _group_name(self, sub: SubscriptionSpec) -> str:

@@ -131,7 +131,7 @@ def backend_error(exc: BaseException, where: str, doing: str) -> BackendError:
         refused = "WRONGPASS" in str(exc) or "invalid" in str(exc).lower()
         what = "refused the credentials given" if refused else "requires a password (AUTH)"
         return BackendError(
-            f"Redis at {where} {what} while {doing} ({_text(exc)}). Give them in the URL: "
+            f"Redis at {where} {what} while {doing}. Give them in the URL: "
             "redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@host:port/db with an ACL user"
         )
     if is_tls_failure(exc):
