@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from agentdiff_coordination import configure, drain, emit, lock, when
+from agentdiff_coordination import dead_letters, configure, drain, emit, lock, when
 from agentdiff_coordination.core.backends.redis import RedisBackend
 from agentdiff_coordination.core.backends.redis.link import SLACK
 from agentdiff_coordination.core.errors import BackendError, CoordinationTimeoutError, LeaseLostError
@@ -59,9 +59,12 @@ def test_an_event_redis_refuses_is_counted_lost_and_drain_says_so(
         assert not drain(HANG)
     assert redis_backend.statistics().events_lost == 3
     assert sum("refused an event" in r.getMessage() for r in caplog.records) == 3
+    assert sorted(d.event.data for d in dead_letters() if d.handler == "(not sent)") == [0, 1, 2]
     raw(redis_url).delete(redis_backend.key("events"))
     emit("accepted", 1)
-    assert drain(HANG)  # nothing lost since the last drain
+    assert not drain(HANG)  # not idle while the lost events are kept, unread
+    dead_letters(clear=True)
+    assert drain(HANG)
 
 
 # -- 2. many waiters on one lock ------------------------------------------------------------------

@@ -21,12 +21,13 @@ connect and read timeouts come from the call's deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ...errors import CoordinationTimeoutError, LeaseLostError, LockNotHeldError
@@ -158,6 +159,7 @@ class RedisLocks:
         self.ctx = ctx
         self.process = process
         self._lease = lease
+        self._arrivals: dict[tuple[int, str], list[Any]] = {}
         self._report_lost = report_lost
         self._describe = describe
         self._mutex = threading.Lock()
@@ -244,16 +246,23 @@ class RedisLocks:
         a = _AsyncAttempt(self, name, holder, timeout, lease)
         run = self.ctx.arun
         try:
-            while True:
+            # the tasks of this loop join the queue in the order they asked (until granted or queued)
+            async with self._arrival(name):
+                while a.waiter is None:
+                    if a.expired():
+                        return a.gave_up(await run(a.doing, ABANDON, *a.abandon("keep"), deadline=a.io_deadline))
+                    if a.wants_listener():  # starting it waits for its subscription: not on the loop
+                        await asyncio.get_running_loop().run_in_executor(None, self.start_listener, a.remaining())
+                    grant = a.answered(await run(a.doing, ACQUIRE, *a.acquire(), deadline=a.io_deadline))
+                    if grant is not None:
+                        return grant
+            while True:  # queued: ask again on each hint
+                await a.waiter.await_hint(a.remaining())
                 if a.expired():
                     return a.gave_up(await run(a.doing, ABANDON, *a.abandon("keep"), deadline=a.io_deadline))
-                if a.wants_listener():  # starting it waits for its subscription: not on the loop
-                    await asyncio.get_running_loop().run_in_executor(None, self.start_listener, a.remaining())
                 grant = a.answered(await run(a.doing, ACQUIRE, *a.acquire(), deadline=a.io_deadline))
                 if grant is not None:
                     return grant
-                if a.waiter is not None:
-                    await a.waiter.await_hint(a.remaining())
         except BaseException:
             # cancelled (perhaps after the server granted), or failed: leave nothing behind
             if not a.withdrawn:
@@ -267,6 +276,23 @@ class RedisLocks:
             raise
         finally:
             a.close()
+
+    @contextlib.asynccontextmanager
+    async def _arrival(self, name: str) -> AsyncIterator[None]:
+        """One queueing request at a time per event loop and lock name, in call order
+        (``asyncio.Lock`` is FIFO), so concurrent requests cannot overtake each other."""
+        key = (id(asyncio.get_running_loop()), name)
+        entry = self._arrivals.get(key)
+        if entry is None:
+            entry = self._arrivals[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._arrivals.get(key) is entry:
+                del self._arrivals[key]
 
     # -- releasing -------------------------------------------------------------------
     def _begin_release(self, grant: LockGrant) -> tuple[RedisLockGrant, str, tuple[Any, ...], list[Any]]:
