@@ -82,6 +82,29 @@ def contended_async(named: Any, tasks: int = 200, rounds: int = 50) -> tuple[flo
     return asyncio.run(both())
 
 
+def observed(coordinated: Callable[[], Any]) -> tuple[float, float]:
+    """``coordinated`` with OpenTelemetry on (the SDK's providers, spans and metrics made and
+    dropped: no exporter), then with a recording to a file."""
+    import os
+
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        return float("nan"), float("nan")
+    from agentdiff_coordination import record, telemetry
+
+    telemetry.enable(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    try:
+        with_otel = per_call_us(coordinated, 20_000)
+    finally:
+        telemetry.disable()
+    with tempfile.TemporaryDirectory() as folder:
+        with record(os.path.join(folder, "run.jsonl")):
+            recorded = per_call_us(coordinated, 20_000)
+    return with_otel, recorded
+
+
 def measure_ours() -> dict[str, float]:
     from agentdiff_coordination import coordinate, drain, emit, lock, when
 
@@ -135,6 +158,7 @@ def measure_ours() -> dict[str, float]:
     out["async_with_asyncio_lock_us"] = async_per_call_us(with_asyncio_lock, 50_000)
 
     out["contended_async_ours_per_s"], out["contended_async_asyncio_per_s"] = contended_async(named)
+    out["coordinate_sync_otel_us"], out["coordinate_sync_recorded_us"] = observed(coordinated)
 
     def emit_nobody() -> None:
         emit("bench_nobody_listens")
@@ -238,6 +262,8 @@ def main() -> None:
     row("@coordinate sync, uncontended, no listener", ours["coordinate_sync_us"], ours["raw_sync_locked_call_us"], "call under threading.Lock")
     if base:
         row("  published 0.1.1, same function", base["coordinate_sync_us"], ours["coordinate_sync_us"], "ours")
+    row("  with OpenTelemetry on (SDK, no exporter)", ours["coordinate_sync_otel_us"], ours["coordinate_sync_us"], "off")
+    row("  with record(path) on", ours["coordinate_sync_recorded_us"], ours["coordinate_sync_us"], "off")
     row("@coordinate async, uncontended, no listener", ours["coordinate_async_us"], ours["async_with_asyncio_lock_us"], "async with asyncio.Lock")
     row("with lock(name), uncontended", ours["with_lock_us"], ours["with_threading_lock_us"], "with threading.Lock")
     row("async with lock(name), uncontended", ours["async_with_lock_us"], ours["async_with_asyncio_lock_us"], "async with asyncio.Lock")

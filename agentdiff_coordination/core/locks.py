@@ -27,6 +27,7 @@ from .observers import LiveSpan, outcome_of
 from .observers import observe as _observe
 from .records import LockGrant
 from .runtime import RUNTIME
+from .settings import check_seconds
 from .validation import check_decorator_name, check_name, check_timeout
 
 __all__ = ["Lock", "acquire_async", "acquire_sync", "forget_held", "held_grants", "lock", "normalize_names", "release_async", "release_sync"]
@@ -399,7 +400,5 @@ def lock(
     if callable(name_or_names) and not isinstance(name_or_names, str):
         check_decorator_name(name_or_names, "lock", "resource_name")
     _runtime.settings()  # the environment's options (tracing, recording) apply from the first use
-    seconds = check_timeout(lease, "lease")
-    if lease is not None and not seconds:
-        raise ValueError(f"lease must be a positive number of seconds (or None for the configured lease), not {lease!r}")
+    seconds = None if lease is None else check_seconds(lease, "lease", positive=True)
     return Lock(normalize_names(name_or_names), check_timeout(timeout), lease=seconds)

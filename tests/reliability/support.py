@@ -61,3 +61,14 @@ def with_prefix(url: str, prefix: str, **options: Any) -> str:
     """``url`` with our options in its query string: ``with_prefix(u, "p", lease=2)``."""
     query = "&".join(f"{k}={v}" for k, v in {"prefix": prefix, **options}.items())
     return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def figure(name: str, value: object) -> None:
+    """Record a measured figure (for docs/reliability.md) when ``AGENTDIFF_FIGURES`` names a file."""
+    import json
+    import os
+
+    path = os.environ.get("AGENTDIFF_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, "value": value}) + "\n")

@@ -15,7 +15,7 @@ import signal
 import pytest
 
 from ..redis.support import RedisServer, free_port
-from .support import run_python, with_prefix
+from .support import run_python, with_prefix, figure
 
 pytestmark = pytest.mark.redis
 
@@ -43,6 +43,7 @@ def exit_with_events_left(url: str, count: int) -> tuple[float | None, str, str]
 def assert_bound_and_report(took: float | None, stderr: str, baseline: float) -> None:
     bound = baseline + EXIT_DRAIN + SLACK
     assert took is not None, f"the process had not exited after 30s (bound {bound:.1f}s)"
+    figure("exit with unsent events, EXIT_DRAIN=1: s after a plain exit", took - baseline)
     assert took <= bound, f"exit took {took:.1f}s with EXIT_DRAIN={EXIT_DRAIN}: more than {bound:.1f}s"
     lines = [line for line in stderr.splitlines() if re.search(rf"\b{LEFT}\b", line) and "event" in line]
     assert len(lines) == 1, f"exit should print one line with the count {LEFT} of events left; stderr:\n{stderr}"

@@ -16,7 +16,7 @@ import pytest
 
 from agentdiff_coordination import configure, lock
 
-from .support import RelWorker, with_prefix
+from .support import RelWorker, with_prefix, figure
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -80,6 +80,7 @@ def test_ten_thousand_waiters_are_served_in_arrival_order(redis_url: str, prefix
     small = max(serve(url, "hot-100", 100, processes)[0] for _ in range(2))
     large, grants = serve(url, "hot-10000", 10_000, processes)
     late = out_of_order(grants)
+    figure(f"waiters {processes} processes", {"served": len(grants), "out_of_order": late, "rate_100": small, "rate_10000": large})
     assert late == 0, f"{late} of {len(grants)} waiters were served after waiters that arrived a wave later"
     assert large >= 0.5 * small, (
         f"10,000 waiters were served at {large:.0f}/s, {large / small:.2f} of the {small:.0f}/s of 100 waiters"

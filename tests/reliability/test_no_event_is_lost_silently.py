@@ -16,7 +16,7 @@ import redis
 from agentdiff_coordination import configure, dead_letters, drain, emit, when
 
 from ..redis.support import RedisServer
-from .support import with_prefix
+from .support import with_prefix, figure
 
 LONE_SURROGATE = "\ud800"
 
@@ -68,6 +68,7 @@ def test_one_unencodable_event_costs_no_other_event(redis_url: str, prefix: str)
         t.join()
     drained = drain(timeout=30)
     lost = sorted(set(range(1000)) - seen)
+    figure("1000 good + 1 bad event", {"delivered": len(seen), "lost": len(lost)})
     assert not lost, f"{len(lost)} of 1000 good events were lost because of one bad event (first: {lost[:10]})"
     assert drained
 
@@ -95,6 +96,7 @@ def test_an_event_redis_refuses_is_delivered_or_reported_never_lost(private_redi
 
     reported = {letter.event.id for letter in dead_letters()}
     silently_lost = [n for n in range(1001) if n not in seen and ids[n] not in reported]
+    figure("maxmemory: 1001 emitted", {"delivered": len(seen), "reported": len(reported), "silently_lost": len(silently_lost)})
     assert not silently_lost, (
         f"{len(silently_lost)} of 1001 events were neither delivered nor reported in dead_letters() "
         f"(first: {silently_lost[:10]})"

@@ -20,7 +20,7 @@ import pytest
 from agentdiff_coordination import CoordinationError, configure, lock
 
 from ..redis.support import RedisServer
-from .support import with_prefix
+from .support import with_prefix, figure
 
 pytestmark = pytest.mark.redis
 
@@ -73,6 +73,7 @@ def test_a_lock_timeout_is_kept_when_redis_is_frozen(private_redis: RedisServer,
     take("warm", timeout=5)  # connections made while the server answers
     with frozen(private_redis):
         took, result = outcome_within(lambda: take("frozen", timeout=2), cap=2 + SLACK + 5)
+        figure("frozen redis lock(timeout=2) returned after s", took)
     assert took is not None and took <= 2 + SLACK, (
         f"lock(timeout=2) against a frozen Redis: returned after {shown(took)}; bound 2 s + {SLACK} s"
     )
@@ -82,6 +83,7 @@ def test_a_lock_timeout_is_kept_when_redis_is_frozen(private_redis: RedisServer,
 def test_a_lock_timeout_is_kept_when_rediss_meets_a_plain_port(private_redis: RedisServer, prefix: str) -> None:
     configure(with_prefix(f"rediss://127.0.0.1:{private_redis.port}/0", prefix))  # TLS to a server without TLS
     took, result = outcome_within(lambda: take("tls", timeout=3), cap=3 + SLACK + 5)
+    figure("rediss to plain port lock(timeout=3) returned after s", took)
     assert took is not None and took <= 3 + SLACK, (
         f"lock(timeout=3) over rediss:// to a plain port: returned after {shown(took)}; bound 3 s + {SLACK} s"
     )
@@ -109,4 +111,5 @@ def test_a_lost_lease_is_reported_no_later_than_its_end(private_redis: RedisServ
             pass  # the lease was lost: releasing says so
     assert reported, f"the lease loss was not reported within {lease + 10}s of asking"
     late = reported[0] - (asked + lease)
+    figure("lease loss reported after the lease end s (negative: before)", late)
     assert late <= 0.25, f"the lease loss was reported {late:.2f}s after the lease had run out"
