@@ -64,9 +64,8 @@ class OpenTelemetryObserver:
         if template is None:
             return None
         parent = self._propagate.extract(live.parent) if live.parent else None
-        span = self.tracer.start_span(
-            template.format(step=live.step, resource=live.resource), context=parent, attributes=live.attrs
-        )
+        # the attributes are set once, at the end, when all are known (each set costs the SDK a check)
+        span = self.tracer.start_span(template.format(step=live.step, resource=live.resource), context=parent)
         token = self._context.attach(self._trace.set_span_in_context(span))
         return span, token
 

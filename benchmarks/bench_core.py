@@ -82,6 +82,9 @@ def contended_async(named: Any, tasks: int = 200, rounds: int = 50) -> tuple[flo
     return asyncio.run(both())
 
 
+OTEL_BY_HAND = [float("nan")]
+
+
 def observed(coordinated: Callable[[], Any]) -> tuple[float, float]:
     """``coordinated`` with OpenTelemetry on (the SDK's providers, spans and metrics made and
     dropped: no exporter), then with a recording to a file."""
@@ -90,15 +93,34 @@ def observed(coordinated: Callable[[], Any]) -> tuple[float, float]:
     try:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:
-        return float("nan"), float("nan")
-    from agentdiff_coordination import record, telemetry
 
-    telemetry.enable(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+        from agentdiff_coordination import record, telemetry
+    except ImportError:  # an earlier release without them
+        return float("nan"), float("nan")
+
+    tracer_provider, meter_provider = TracerProvider(), MeterProvider()
+    tracer, meter = tracer_provider.get_tracer("by-hand"), meter_provider.get_meter("by-hand")
+    wait, hold, waiting = meter.create_histogram("w"), meter.create_histogram("h"), meter.create_up_down_counter("n")
+    raw, attrs = threading.Lock(), {"l": "bench_api"}
+
+    def by_hand() -> int:  # what a user would write for the same span, attributes and metrics
+        with tracer.start_as_current_span("coordinate bench_sync") as span:
+            waiting.add(1, attrs)
+            with raw:
+                waiting.add(-1, attrs)
+                wait.record(0.0, attrs)
+                span.set_attributes({"coordination.step": "bench_sync", "coordination.run_id": "run-1",
+                                     "coordination.lock.names": ["bench_api"], "coordination.lock.wait_duration": 0.0,
+                                     "coordination.fencing": 1})
+                hold.record(0.0, attrs)
+                return 1
+
+    telemetry.enable(tracer_provider=tracer_provider, meter_provider=meter_provider)
     try:
         with_otel = per_call_us(coordinated, 20_000)
     finally:
         telemetry.disable()
+    OTEL_BY_HAND[0] = per_call_us(by_hand, 20_000)
     with tempfile.TemporaryDirectory() as folder:
         with record(os.path.join(folder, "run.jsonl")):
             recorded = per_call_us(coordinated, 20_000)
@@ -159,6 +181,7 @@ def measure_ours() -> dict[str, float]:
 
     out["contended_async_ours_per_s"], out["contended_async_asyncio_per_s"] = contended_async(named)
     out["coordinate_sync_otel_us"], out["coordinate_sync_recorded_us"] = observed(coordinated)
+    out["otel_by_hand_us"] = OTEL_BY_HAND[0]
 
     def emit_nobody() -> None:
         emit("bench_nobody_listens")
@@ -263,6 +286,9 @@ def main() -> None:
     if base:
         row("  published 0.1.1, same function", base["coordinate_sync_us"], ours["coordinate_sync_us"], "ours")
     row("  with OpenTelemetry on (SDK, no exporter)", ours["coordinate_sync_otel_us"], ours["coordinate_sync_us"], "off")
+    row("  the same span and metrics written by hand", ours["otel_by_hand_us"], None, "")
+    if ours["otel_by_hand_us"] == ours["otel_by_hand_us"]:
+        print(f"{'  ours against by hand':<44} {ours['coordinate_sync_otel_us'] / ours['otel_by_hand_us']:9.2f}x")
     row("  with record(path) on", ours["coordinate_sync_recorded_us"], ours["coordinate_sync_us"], "off")
     row("@coordinate async, uncontended, no listener", ours["coordinate_async_us"], ours["async_with_asyncio_lock_us"], "async with asyncio.Lock")
     row("with lock(name), uncontended", ours["with_lock_us"], ours["with_threading_lock_us"], "with threading.Lock")

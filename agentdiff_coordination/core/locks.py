@@ -95,7 +95,9 @@ class _Acquisition:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.grants: list[LockGrant] = []
         self.outer = outer
-        self.wait = _observe("lock_wait", holder, run_id, ",".join(names), **{"coordination.lock.names": list(names)})
+        self.wait = None if not _observers.current else LiveSpan(
+            "lock_wait", holder, run_id, ",".join(names), {"coordination.lock.names": list(names)}
+        )
 
     def pending(self) -> Iterator[str]:
         for name in self.names:
@@ -192,10 +194,20 @@ async def acquire_async(
 ) -> Waited | None:
     """The async driver of the same plan: waits without blocking the loop."""
     backend = _runtime.current or _runtime.backend()
-    async with _Acquisition(names, timeout, _held_get(), backend, holder, run_id, outer) as plan:
+    parent = _held_get()
+    if parent is None and len(names) == 1 and not _observers.current:  # the common case: one name
+        grant = backend.try_acquire_lock(names[0], holder) or await backend.acquire_lock_async(
+            names[0], holder, timeout, lease=lease
+        )
+        _held_set((owner, (grant,), None, backend, None))
+        return None
+    plan = _Acquisition(names, timeout, parent, backend, holder, run_id, outer)
+    try:
         for name in plan.pending():
-            grant = backend.try_acquire_lock(name, holder)
-            plan.grants.append(grant or await backend.acquire_lock_async(name, holder, plan.left(), lease=lease))
+            plan.grants.append(await backend.acquire_lock_async(name, holder, plan.left(), lease=lease))
+    except BaseException as exc:
+        await plan.__aexit__(type(exc), exc, exc.__traceback__)  # all or none: give back what was taken
+        raise
     return plan.push(owner)
 
 
@@ -249,6 +261,11 @@ def release_sync(owner: object) -> None:
 
 async def release_async(owner: object) -> None:
     """The async twin of ``release_sync``."""
+    frame = _held_get()
+    if frame is not None and frame[0] is owner and len(frame[1]) == 1 and frame[4] is None and frame[3].nonblocking_release:
+        _held_set(frame[2])  # the common case: one grant, a release that never blocks
+        frame[3].release_counted(frame[1][0])
+        return
     _, grants, _, backend, spans = _pop(owner)
     error: BaseException | None = None
     for grant in reversed(grants):
@@ -345,7 +362,9 @@ class Lock:
 
     def _span(self) -> LiveSpan | None:
         """The span of this ``with`` when observed: ``lock NAMES``, around the wait and the hold."""
-        return _observe("lock", self.holder, None, ",".join(self.names), **{"coordination.lock.names": list(self.names)})
+        if not _observers.current:
+            return None
+        return LiveSpan("lock", self.holder, None, ",".join(self.names), {"coordination.lock.names": list(self.names)})
 
     def __call__(self, fn: F) -> F:
         if inspect.iscoroutinefunction(fn):

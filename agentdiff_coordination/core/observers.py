@@ -100,13 +100,23 @@ def observers() -> tuple[Observer, ...]:
 
 
 _host = socket.gethostname()
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _task_name() -> str | None:
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
+    loop = asyncio._get_running_loop()  # no exception to pay for outside a loop
+    if loop is None:
         return None
+    task = asyncio.current_task(loop)
     return None if task is None else task.get_name()
 
 
@@ -155,7 +165,7 @@ class LiveSpan:
         self._done = True
         record = SpanRecord(
             self.kind, self.step, self.run_id, self.resource, self.start, self.start + self.elapsed, outcome, fencing,
-            None if error is None else f"{type(error).__name__}: {error}", _host, os.getpid(),
+            None if error is None else f"{type(error).__name__}: {error}", _host, _pid,
             threading.current_thread().name, _task_name(),
         )
         for observer, tracer, token in self._tokens:
