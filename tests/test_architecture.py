@@ -13,7 +13,7 @@ ROOT = "agentdiff_coordination"
 
 #: floors from the ground up; a module's floor is that of the longest prefix it matches
 FLOORS: list[tuple[str, ...]] = [
-    ("core.records", "core.errors", "core.validation", "core.settings", "core.rates", "core.limit_store",
+    ("core.records", "core.errors", "core.validation", "core.settings", "core.rates", "core.limit_values",
      "core.provider_headers", "core.snapshots", "core.observers", "core.retry", "core.extras", "core.plugins",
      "core.version", "core"),
     ("core.backends",),

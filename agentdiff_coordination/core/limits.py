@@ -18,7 +18,7 @@ arrival order. What the provider says feeds back: ``api.backoff(seconds)`` and
 ``api.observe_headers(response.headers)``. ``docs/limits.md`` explains it all.
 
 The rate parser lives in ``core.rates``, the declared values and the ``LimitStore``
-that backends implement in ``core.limit_store``, the header parser in
+that backends implement in ``core.limit_values``, the header parser in
 ``core.provider_headers``, permits and their sync/async drivers in ``core.permits``
 (all re-exported here); this module holds the declarations and the ``Limit`` object.
 """
@@ -35,7 +35,8 @@ from typing import Any, TypeVar, cast
 
 from .runtime import RUNTIME
 from .errors import BackendError
-from .limit_store import DIMENSIONS, ONE, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from .limit_values import DIMENSIONS, ONE, Cost, LimitSpec, LimitUsage, ProviderWord, WindowUsage
+from .backends.base import LimitStore
 from .permits import Permit, check_wait, enter_async, enter_sync, exit_async, exit_sync, innermost, leave_async, leave_sync, wrap
 from .provider_headers import ProviderReport, parse_headers
 from .rates import ACCEPTED_RATES, Rate, parse_rate, parse_rates  # noqa: F401  (ACCEPTED_RATES lived here)

@@ -18,9 +18,10 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from . import observers as _observers
-from .limit_store import ONE, Cost, LimitSpec, LimitStore
+from .limit_values import ONE, Cost, LimitSpec
+from .backends.base import LimitStore
 from .observers import LiveSpan, outcome_of
-from .limit_store import check_amount as _amount
+from .limit_values import check_amount as _amount
 from .validation import check_timeout
 
 

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from agentdiff_coordination.core.limit_store import Cost
+from agentdiff_coordination.core.limit_values import Cost
 from agentdiff_coordination.core.backends.memory.limits import Admission, LimitState, Waiter
 
 

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from agentdiff_coordination.core.limit_store import Cost
-from agentdiff_coordination.core.limit_store import SLICES
+from agentdiff_coordination.core.limit_values import Cost
+from agentdiff_coordination.core.limit_values import SLICES
 from agentdiff_coordination.core.backends.memory.limits import Admission, LimitState, SlidingLog, Waiter
 from agentdiff_coordination.core.limits import LimitSpec, parse_rate
 

@@ -15,7 +15,7 @@ import pytest
 
 from agentdiff_coordination import CoordinationTimeoutError, limit
 from agentdiff_coordination.core.backends.memory.limits import Admission, LimitState
-from agentdiff_coordination.core.limit_store import Cost, LimitSpec
+from agentdiff_coordination.core.limit_values import Cost, LimitSpec
 from agentdiff_coordination.core.rates import parse_rate
 
 from .support import max_window, run_threads, simulate, windows_over

@@ -1,4 +1,4 @@
-"""The one small protocol every backend meets: locks, limits and events.
+"""The one small protocol every backend meets: locks, limits (``LimitStore``) and events.
 
 A backend owns the shared state: who holds each named lock (and who waits for it, in
 arrival order), the state of each limit, and the transport of events. Everything users
@@ -20,16 +20,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..errors import LeaseLostError, LockNotHeldError
+from ..limit_values import Cost, LimitSpec, LimitUsage
+from ..provider_headers import ProviderReport
 from ..records import BackendStatistics, DeadLetter, Event, LockGrant, SubscriptionSpec
-from ..snapshots import EventsStatus, Status
+from ..snapshots import EventsStatus, LimitStatus, RateUse, Status
 
-if TYPE_CHECKING:
-    from ..limit_store import LimitStore
-
-__all__ = ["Backend", "BackendDefaults", "EventSink", "LockGrant"]
+__all__ = ["Backend", "BackendDefaults", "EventSink", "LimitStore", "LockGrant"]
 
 
 class EventSink(Protocol):
@@ -83,6 +82,99 @@ class _NoSink:
 
     def unsent(self, event: Event, error: BaseException) -> None:
         pass
+
+
+class LimitStore(ABC):
+    """Where a backend keeps the state of limits; the memory store is the reference.
+
+    ``acquire`` admits ``cost`` under ``spec`` (FIFO, blocking the thread up to
+    ``timeout``), ``acquire_async`` waits without blocking the loop; both return an
+    opaque grant that ``release`` ends (it frees a concurrency slot) and ``report``
+    corrects with the actual cost. ``timeout=0`` tries without waiting or queueing.
+    ``backoff`` and ``observe`` apply what the provider said, for every process sharing
+    the store.
+    """
+
+    #: True when ``release`` never blocks, so async code may call it directly
+    nonblocking: bool = True
+
+    @abstractmethod
+    def acquire(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Any:
+        """Admit ``cost``; raise ``CoordinationTimeoutError`` naming the limit on timeout."""
+
+    @abstractmethod
+    async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Any:
+        """Admit ``cost`` without blocking the loop; cancellation leaves nothing held or queued."""
+
+    def admit_now(self, spec: LimitSpec, cost: Cost) -> Any:
+        """A grant if ``cost`` is admitted at once without waiting or I/O, else None.
+
+        The fast path of async admission; a store that cannot answer locally returns
+        None and ``acquire_async`` does the work.
+        """
+        return None
+
+    @abstractmethod
+    def release(self, spec: LimitSpec, grant: Any) -> None:
+        """End ``grant``: free its concurrency slot (rates are spent, never given back)."""
+
+    async def release_async(self, spec: LimitSpec, grant: Any) -> None:
+        """Release from async code; the default calls the non-blocking ``release``."""
+        self.release(spec, grant)
+
+    @abstractmethod
+    def report(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
+        """Replace the cost charged for ``grant`` by ``actual`` in the windows it still counts in."""
+
+    async def report_async(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
+        """``report`` from async code; the default calls the non-blocking ``report``."""
+        self.report(spec, grant, actual)
+
+    @abstractmethod
+    def charge(self, spec: LimitSpec, cost: Cost) -> None:
+        """Record ``cost`` spent now outside any admission (usage that already happened)."""
+
+    @abstractmethod
+    def backoff(self, spec: LimitSpec, seconds: float) -> None:
+        """Admit nothing under ``spec`` for ``seconds`` from now (a longer backoff in force stays)."""
+
+    @abstractmethod
+    def observe(self, spec: LimitSpec, report: ProviderReport) -> None:
+        """Apply what the provider said: a cap of its remaining per dimension until its
+        reset, its ``retry_after`` as a backoff, and its word kept for ``usage``."""
+
+    async def backoff_async(self, spec: LimitSpec, seconds: float) -> None:
+        """``backoff`` from async code; the default calls the non-blocking ``backoff``."""
+        self.backoff(spec, seconds)
+
+    async def observe_async(self, spec: LimitSpec, report: ProviderReport) -> None:
+        """``observe`` from async code; the default calls the non-blocking ``observe``."""
+        self.observe(spec, report)
+
+    @abstractmethod
+    def usage(self, spec: LimitSpec) -> LimitUsage:
+        """A snapshot of the limit's state."""
+
+    def specs(self) -> tuple[LimitSpec, ...]:
+        """The limits this store keeps state for (what ``statuses`` shows)."""
+        return ()
+
+    def statuses(self) -> tuple[LimitStatus, ...]:
+        """Each kept limit as the status snapshot shows it: every rate's use, holders, waiters."""
+        out = []
+        for spec in sorted(self.specs(), key=lambda s: s.name):
+            usage = self.usage(spec)
+            rates = [
+                RateUse(str(w.rate) + ("" if w.dimension == "tokens" else f" {w.dimension}"), w.used, w.rate.limit)
+                for w in usage.windows
+            ]
+            if spec.concurrency is not None:
+                rates.append(RateUse("concurrency", usage.holders, spec.concurrency))
+            out.append(LimitStatus(spec.name, tuple(rates), usage.holders, usage.waiting))
+        return tuple(out)
+
+    def close(self) -> None:
+        """Release connections and threads."""
 
 
 class Backend(ABC):
@@ -171,7 +263,7 @@ class Backend(ABC):
         """The store that keeps this backend's rate and concurrency limits (one per backend)."""
         raise NotImplementedError(
             f"{type(self).__name__} ({self.url or 'no URL'}) keeps no limits: implement limit_store() "
-            "returning a LimitStore (see agentdiff_coordination.core.limit_store)"
+            "returning a LimitStore (see agentdiff_coordination.core.backends.base)"
         )
 
     # -- events ------------------------------------------------------------------

@@ -28,7 +28,8 @@ from types import TracebackType
 from typing import Any
 
 from ...errors import CoordinationTimeoutError
-from ...limit_store import SLICES, DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderGate, ProviderWord, WindowUsage
+from ...limit_values import SLICES, DIMENSIONS, REQUESTS, TOKENS, Cost, LimitSpec, LimitUsage, ProviderGate, ProviderWord, WindowUsage
+from ..base import LimitStore
 from ...provider_headers import ProviderReport
 
 __all__ = ["Admission", "LimitState", "MemoryLimitStore", "SlidingLog", "Waiter"]

@@ -52,7 +52,7 @@ from .url import RedisOptions, parse_url
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ...limit_store import LimitStore
+    from ..base import LimitStore
 
 __all__ = ["RedisBackend", "RedisLockGrant"]
 

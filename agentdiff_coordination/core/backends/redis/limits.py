@@ -28,7 +28,8 @@ from collections.abc import Generator
 from typing import Any, Protocol, cast
 
 from ...errors import CoordinationTimeoutError
-from ...limit_store import SLICES, DIMENSIONS, Cost, LimitSpec, LimitStore, LimitUsage, ProviderWord, WindowUsage
+from ...limit_values import SLICES, DIMENSIONS, Cost, LimitSpec, LimitUsage, ProviderWord, WindowUsage
+from ..base import LimitStore
 from ...provider_headers import ProviderReport
 from .link import Context
 from .scripts import (

@@ -10,7 +10,8 @@ import socket
 import threading
 from typing import Any, Protocol
 
-from ...limit_store import LimitStore
+
+from ..base import LimitStore
 from ...snapshots import ConsumerStatus, EventsStatus, HolderInfo, LockStatus, Status
 from .link import Context
 

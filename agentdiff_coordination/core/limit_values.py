@@ -1,10 +1,10 @@
-"""What a limit is and where its state lives: ``LimitSpec``, ``Cost``, ``LimitUsage``, ``LimitStore``.
+"""What a limit is, as values: ``LimitSpec``, ``Cost``, ``LimitUsage``, ``ProviderGate``.
 
-``LimitSpec`` is a declared limit as values (its rates per dimension and its
-concurrency), ``Cost`` what one admission charges in each dimension, ``LimitUsage`` a
-snapshot of its state, and ``LimitStore`` the interface a backend implements to keep
-that state (``MemoryLimitStore`` is the reference, ``RedisLimitStore`` shares it across
-processes). ``core.limits`` builds the user-facing objects on these.
+``LimitSpec`` is a declared limit (its rates per dimension and its concurrency), ``Cost``
+what one admission charges in each dimension, ``LimitUsage`` a snapshot of its state,
+``ProviderGate`` what the provider imposed (backoff, caps). The ``LimitStore`` a backend
+implements to keep that state is part of the backend protocol (``backends/base.py``);
+``core.limits`` builds the user-facing objects on these.
 
 Dimensions: ``tokens`` (``rate=`` is its older name), ``requests`` (1 per admission),
 ``input_tokens`` and ``output_tokens``; ``concurrency`` is not a rate but slots.
@@ -13,12 +13,10 @@ Dimensions: ``tokens`` (``rate=`` is its older name), ``requests`` (1 per admiss
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .provider_headers import ProviderReport
-from .snapshots import LimitStatus, RateUse
 from .rates import Rate
 
 __all__ = [
@@ -26,7 +24,6 @@ __all__ = [
     "DIMENSIONS",
     "Cost",
     "LimitSpec",
-    "LimitStore",
     "LimitUsage",
     "ProviderGate",
     "ProviderWord",
@@ -267,96 +264,3 @@ class ProviderGate:
                 self.caps[dimension] = [float(said.remaining), reset]
         if report.retry_after:
             self.until = max(self.until, now + report.retry_after)
-
-
-class LimitStore(ABC):
-    """Where a backend keeps the state of limits; the memory store is the reference.
-
-    ``acquire`` admits ``cost`` under ``spec`` (FIFO, blocking the thread up to
-    ``timeout``), ``acquire_async`` waits without blocking the loop; both return an
-    opaque grant that ``release`` ends (it frees a concurrency slot) and ``report``
-    corrects with the actual cost. ``timeout=0`` tries without waiting or queueing.
-    ``backoff`` and ``observe`` apply what the provider said, for every process sharing
-    the store.
-    """
-
-    #: True when ``release`` never blocks, so async code may call it directly
-    nonblocking: bool = True
-
-    @abstractmethod
-    def acquire(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Any:
-        """Admit ``cost``; raise ``CoordinationTimeoutError`` naming the limit on timeout."""
-
-    @abstractmethod
-    async def acquire_async(self, spec: LimitSpec, cost: Cost, timeout: float | None) -> Any:
-        """Admit ``cost`` without blocking the loop; cancellation leaves nothing held or queued."""
-
-    def admit_now(self, spec: LimitSpec, cost: Cost) -> Any:
-        """A grant if ``cost`` is admitted at once without waiting or I/O, else None.
-
-        The fast path of async admission; a store that cannot answer locally returns
-        None and ``acquire_async`` does the work.
-        """
-        return None
-
-    @abstractmethod
-    def release(self, spec: LimitSpec, grant: Any) -> None:
-        """End ``grant``: free its concurrency slot (rates are spent, never given back)."""
-
-    async def release_async(self, spec: LimitSpec, grant: Any) -> None:
-        """Release from async code; the default calls the non-blocking ``release``."""
-        self.release(spec, grant)
-
-    @abstractmethod
-    def report(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
-        """Replace the cost charged for ``grant`` by ``actual`` in the windows it still counts in."""
-
-    async def report_async(self, spec: LimitSpec, grant: Any, actual: Cost) -> None:
-        """``report`` from async code; the default calls the non-blocking ``report``."""
-        self.report(spec, grant, actual)
-
-    @abstractmethod
-    def charge(self, spec: LimitSpec, cost: Cost) -> None:
-        """Record ``cost`` spent now outside any admission (usage that already happened)."""
-
-    @abstractmethod
-    def backoff(self, spec: LimitSpec, seconds: float) -> None:
-        """Admit nothing under ``spec`` for ``seconds`` from now (a longer backoff in force stays)."""
-
-    @abstractmethod
-    def observe(self, spec: LimitSpec, report: ProviderReport) -> None:
-        """Apply what the provider said: a cap of its remaining per dimension until its
-        reset, its ``retry_after`` as a backoff, and its word kept for ``usage``."""
-
-    async def backoff_async(self, spec: LimitSpec, seconds: float) -> None:
-        """``backoff`` from async code; the default calls the non-blocking ``backoff``."""
-        self.backoff(spec, seconds)
-
-    async def observe_async(self, spec: LimitSpec, report: ProviderReport) -> None:
-        """``observe`` from async code; the default calls the non-blocking ``observe``."""
-        self.observe(spec, report)
-
-    @abstractmethod
-    def usage(self, spec: LimitSpec) -> LimitUsage:
-        """A snapshot of the limit's state."""
-
-    def specs(self) -> tuple[LimitSpec, ...]:
-        """The limits this store keeps state for (what ``statuses`` shows)."""
-        return ()
-
-    def statuses(self) -> tuple[LimitStatus, ...]:
-        """Each kept limit as the status snapshot shows it: every rate's use, holders, waiters."""
-        out = []
-        for spec in sorted(self.specs(), key=lambda s: s.name):
-            usage = self.usage(spec)
-            rates = [
-                RateUse(str(w.rate) + ("" if w.dimension == "tokens" else f" {w.dimension}"), w.used, w.rate.limit)
-                for w in usage.windows
-            ]
-            if spec.concurrency is not None:
-                rates.append(RateUse("concurrency", usage.holders, spec.concurrency))
-            out.append(LimitStatus(spec.name, tuple(rates), usage.holders, usage.waiting))
-        return tuple(out)
-
-    def close(self) -> None:
-        """Release connections and threads."""
