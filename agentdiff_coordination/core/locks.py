@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
@@ -247,16 +247,7 @@ def release_sync(owner: object) -> None:
     """Release what ``owner`` took last in this context (each grant when its count ends);
     every grant is released even if one fails, and the first error is raised."""
     _, grants, _, backend, spans = _pop(owner)
-    error: BaseException | None = None
-    for grant in reversed(grants):
-        try:
-            backend.release_counted(grant)
-        except BaseException as exc:
-            error = error or exc
-    if spans is not None:
-        _finish(spans, grants, error)
-    if error is not None:
-        raise error
+    _released(spans, grants, [_failure(backend.release_counted, grant) for grant in reversed(grants)])
 
 
 async def release_async(owner: object) -> None:
@@ -267,12 +258,28 @@ async def release_async(owner: object) -> None:
         frame[3].release_counted(frame[1][0])
         return
     _, grants, _, backend, spans = _pop(owner)
-    error: BaseException | None = None
+    failures = []
     for grant in reversed(grants):
         try:
             await _drop_async(grant, backend)
-        except BaseException as exc:
-            error = error or exc
+        except BaseException as exc:  # release every name even if one fails
+            failures.append(exc)
+    _released(spans, grants, failures)
+
+
+def _failure(release: Callable[[LockGrant], None], grant: LockGrant) -> BaseException | None:
+    try:
+        release(grant)
+    except BaseException as exc:  # release every name even if one fails
+        return exc
+    return None
+
+
+def _released(
+    spans: tuple[LiveSpan, ...] | None, grants: tuple[LockGrant, ...], failures: Sequence[BaseException | None]
+) -> None:
+    """After giving back every grant: end the spans, raise the first failure."""
+    error = next((f for f in failures if f is not None), None)
     if spans is not None:
         _finish(spans, grants, error)
     if error is not None:

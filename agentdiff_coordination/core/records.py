@@ -163,18 +163,15 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class BackendStatistics:
-    """Counters of a backend, for tests and diagnostics."""
+    """Counters of a backend, for tests and diagnostics: lock names held now and callers
+    waiting for a lock (by this process, on a shared backend); on a shared backend also the
+    event groups this process reads, events accepted by ``emit`` and not yet sent, events read
+    and not yet acknowledged, and events given up on (refused by the server; they are in
+    ``dead_letters()``)."""
 
-    #: lock names held now (by this process, for a shared backend)
     locks_held: int = 0
-    #: callers of this process waiting for a lock
     lock_waiters: int = 0
-    #: event groups this process reads (shared backends)
     event_groups: int = 0
-    #: events accepted by ``emit`` and not yet sent (shared backends)
     events_queued: int = 0
-    #: events read and not yet acknowledged (shared backends)
     events_in_flight: int = 0
-    #: events accepted by ``emit`` that the backend could not deliver and gave up on
-    #: (shared backends; each one is logged, and ``drain()`` returns False after it)
     events_lost: int = 0

@@ -143,6 +143,14 @@ class LimitHost(Protocol):
     def key(self, *parts: str) -> str: ...
 
 
+def _advance(plan: Generator[Any, Any, RedisAdmission], reply: Any) -> Any:
+    """The plan's next step, or its admission once it is done."""
+    try:
+        return plan.send(reply)
+    except StopIteration as done:
+        return cast(RedisAdmission, done.value)
+
+
 class RedisLimitStore(LimitStore):
     """The limits of a ``RedisBackend``, shared by every process that uses its server."""
 
@@ -266,13 +274,10 @@ class RedisLimitStore(LimitStore):
         token = secrets.token_hex(8)
         plan = self._plan(spec, token, cost, timeout)
         try:
-            reply: Any = None
-            while True:
-                try:
-                    step = plan.send(reply)
-                except StopIteration as done:
-                    return cast(RedisAdmission, done.value)
-                reply = self._step(step)
+            step = _advance(plan, None)
+            while not isinstance(step, RedisAdmission):
+                step = _advance(plan, self._step(step))
+            return step
         except CoordinationTimeoutError:
             raise
         except BaseException:  # interrupted or failed while queued: leave the queue
@@ -294,14 +299,9 @@ class RedisLimitStore(LimitStore):
         token = secrets.token_hex(8)
         plan = self._plan(spec, token, cost, timeout)
         try:
-            reply: Any = None
-            while True:
-                try:
-                    step = plan.send(reply)
-                except StopIteration as done:
-                    grant = cast(RedisAdmission, done.value)
-                    break
-                reply = await self._astep(step)
+            grant = _advance(plan, None)
+            while not isinstance(grant, RedisAdmission):
+                grant = _advance(plan, await self._astep(grant))
         except CoordinationTimeoutError:
             raise
         except BaseException:
