@@ -24,7 +24,6 @@ from .backends.base import Backend
 from .errors import LockNotHeldError
 from . import observers as _observers
 from .observers import LiveSpan, outcome_of
-from .observers import observe as _observe
 from .records import LockGrant
 from .runtime import RUNTIME
 from .settings import check_seconds

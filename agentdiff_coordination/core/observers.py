@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["LiveSpan", "Observer", "SpanRecord", "add_observer", "current", "observers", "remove_observer"]
+__all__ = ["LiveSpan", "Observer", "SpanRecord", "add_observer", "carrier", "current", "notify", "observers", "outcome_of", "remove_observer"]
 
 logger = logging.getLogger("agentdiff_coordination")
 
@@ -176,13 +176,6 @@ class LiveSpan:
                     observer.span(record)
             except Exception:
                 logger.exception("observer %r failed at the end of a %s span", observer, self.kind)
-
-
-def observe(kind: str, step: str | None, run_id: str | None, resource: str | None, **attrs: Any) -> LiveSpan | None:
-    """A ``LiveSpan`` when anyone observes, else None (the hot path's one test)."""
-    if not current:
-        return None
-    return LiveSpan(kind, step, run_id, resource, attrs)
 
 
 def outcome_of(error: BaseException | None) -> str:
