@@ -204,7 +204,7 @@ class RedisBackend(Backend):
         if grant._lost is not None:
             return
         grant._lost = error
-        logger.warning("%s", error)
+        logger.warning("%s", error, extra={"coordination_lock": grant.name, "coordination_fencing": grant.fencing})
         callback = self._on_lease_lost or self.defaults.on_lease_lost
         if callback is not None:
             try:
