@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, cast
 
-from ..core.events import emit
 from ..core.coordinate import Coordinator, Run, coordinate
 from ..core.locks import normalize_names
 from ._context import outlive_thread_work, stop_tracking, track_thread_work
