@@ -21,7 +21,7 @@ from .support import RelWorker, with_prefix, figure
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(600)]
 
 WAVES = 4
-GAP = 0.75  # seconds between waves: ample for a wave to reach Redis before the next
+GAP = 2.0  # seconds between waves: ample for a wave to reach Redis before the next, with 4 processes on 2 cores
 CAP = 60.0  # seconds after the release by which every waiter must have been served
 
 
