@@ -78,10 +78,12 @@ def out_of_order(grants: list[list[float]]) -> int:
 def test_ten_thousand_waiters_are_served_in_arrival_order(redis_url: str, prefix: str, processes: int) -> None:
     url = with_prefix(redis_url, prefix)
     small = max(serve(url, "hot-100", 100, processes)[0] for _ in range(2))
-    large, grants = serve(url, "hot-10000", 10_000, processes)
-    late = out_of_order(grants)
+    runs = [serve(url, f"hot-10000-{k}", 10_000, processes) for k in range(2)]  # best of two, like the 100
+    large = max(rate for rate, _ in runs)
+    grants = [g for _, run in runs for g in run]
+    late = sum(out_of_order(run) for _, run in runs)
     figure(f"waiters {processes} processes", {"served": len(grants), "out_of_order": late, "rate_100": small, "rate_10000": large})
-    assert late == 0, f"{late} of {len(grants)} waiters were served after waiters that arrived a wave later"
+    assert late == 0, f"{late} of {len(grants)} waiters (two runs) were served after waiters that arrived a wave later"
     assert large >= 0.5 * small, (
         f"10,000 waiters were served at {large:.0f}/s, {large / small:.2f} of the {small:.0f}/s of 100 waiters"
     )
