@@ -63,7 +63,6 @@ class Runtime:
         self._spec: Backend | str | None = None  # what configure() chose, made on first use
         self.current: Backend | None = None
         self.bus = Bus(self.backend, self.settings)
-        self._reset_callbacks: list[Callable[[], None]] = []
         self._settings_callbacks: list[Callable[[Settings], None]] = []
 
     # -- settings ------------------------------------------------------------------
@@ -162,21 +161,15 @@ class Runtime:
             old.close()
 
     # -- resets ------------------------------------------------------------------------
-    def on_reset(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on every ``reset()`` (state kept by the layers above: declared limits...)."""
-        self._reset_callbacks.append(callback)
-
     def reset(self, drain_timeout: float = 5.0) -> None:
         """Back to a fresh process, for tests: pending handlers drained (bounded), every
-        subscription and dead letter dropped, the backend closed, settings forgotten, and
-        what the layers above registered with ``on_reset`` forgotten."""
+        subscription and dead letter dropped, the backend closed, settings forgotten
+        (``testing.reset()`` also forgets what the layers above keep)."""
         self.bus.reset(drain_timeout)
         self.reset_backend()
         with self._mutex:
             self._settings = None
             self._applied(Settings())  # recording and tracing stop; the environment applies at next use
-        for callback in self._reset_callbacks:
-            callback()
 
     def after_fork(self) -> None:
         """In a forked child: a fresh mutex and bus state (the backend restarts its own)."""
